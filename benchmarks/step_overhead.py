@@ -1,0 +1,96 @@
+"""Full training-step time of every registered strategy relative to plain training.
+
+Two ResNet-18 encoders (audio 1 x 128 x 96 spectrogram, visual 3 x 112 x 112
+frame), batch 16, 6 classes, concat fusion, unimodal heads, SGD. Every variant
+runs the same loss (fused + unimodal cross-entropy) and optimizer step; they
+differ only in the gate (and OGM-GE's post-backward noise). Steps are
+interleaved round by round in a shuffled order, so drift of the machine hits
+all variants alike; the reported figure is the median over rounds of
+(strategy step time / plain step time in the same round).
+
+    python benchmarks/step_overhead.py [--rounds 20] [--device cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+import goal_plugin as gp
+from goal_plugin.models import build_network
+
+PLAIN = "plain (no gate)"
+
+
+def make_step(model, optimizer, batch, strategy, device):
+    labels = batch["label"]
+
+    def step() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        out = model(batch, strategy, logits_source="unimodal_head")
+        loss = F.cross_entropy(out.fused_logits, labels) + sum(
+            F.cross_entropy(z, labels) for z in out.unimodal_logits.values()
+        )
+        loss.backward()
+        if strategy is not None:
+            strategy.post_backward(model.named_parameters(), model.encoder_prefixes())
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--strategies", default=",".join(gp.list_strategies()))
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = build_network("resnet18", {"audio": (1, 128, 96), "visual": (3, 1, 112, 112)}, 6).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, weight_decay=1e-4)
+    batch = {
+        "audio": torch.randn(args.batch_size, 1, 128, 96, device=device),
+        "visual": torch.randn(args.batch_size, 3, 1, 112, 112, device=device),
+        "label": torch.randint(0, 6, (args.batch_size,), device=device),
+    }
+    variants = {PLAIN: None} | {name: gp.create_strategy(name) for name in args.strategies.split(",")}
+    steps = {name: make_step(model, optimizer, batch, s, device) for name, s in variants.items()}
+    print(f"device {device}, batch {args.batch_size}, {args.rounds} rounds x {len(steps)} variants, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads", flush=True)
+    for _ in range(args.warmup):
+        for step in steps.values():
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    order = list(steps)
+    rng = random.Random(0)
+    for round_index in range(args.rounds):
+        rng.shuffle(order)
+        for name in order:
+            times[name].append(steps[name]())
+        print(f"\rround {round_index + 1}/{args.rounds}", end="", flush=True)
+    print()
+    base = times[PLAIN]
+    print(f"{'variant':<18}{'median step (ms)':>18}{'median ratio':>14}{'ratio IQR':>18}")
+    for name, values in times.items():
+        ratios = sorted(v / b for v, b in zip(values, base))
+        quartiles = statistics.quantiles(ratios, n=4)
+        print(f"{name:<18}{1e3 * statistics.median(values):>18.2f}{statistics.median(ratios):>14.4f}"
+              f"{f'{quartiles[0]:.3f}-{quartiles[2]:.3f}':>18}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,429 @@
+"""``fit(config)``: one deterministic, resumable training run.
+
+Loss per step: ``L_mm + lambda_s * sum_m L(z_m)`` with lambda_s from the
+strategy's recipe (or the config). When lambda_s is 0 the unimodal heads are
+still trained, as probes on detached features, so that their accuracy and the
+logits that AL/ARL read stay meaningful without sending any unimodal gradient
+into the encoders. The strategy's gate is active only inside its modulation
+window; its parameter-space extra (OGM-GE noise) runs after backward, after
+AMP unscaling and before gradient clipping.
+
+Every epoch ends with a checkpoint (see ``checkpoint.py``) and a call of
+``on_epoch_end(metrics, checkpoint_dir)``; a run resumed from that checkpoint
+produces the same numbers as one that never stopped (bit for bit on CPU): the
+data order is a function of (seed, epoch) and every generator is restored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import resource
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from goal_plugin.data import build_dataset, collate_batch
+from goal_plugin.engine import checkpoint as ckpt
+from goal_plugin.engine.config import ConfigError, TrialConfig, resolve_config
+from goal_plugin.engine.metrics import (
+    accuracy,
+    canonical_correlations,
+    linear_probe_accuracy,
+    macro_f1,
+)
+from goal_plugin.models import MultimodalNetwork, build_network
+from goal_plugin.strategies.base import HarnessDefaults, Strategy
+
+NONDETERMINISTIC_METRICS = ("epoch_time_s", "time_per_sample_ms", "peak_memory_mb")
+COSINE_BINS = 20
+CCA_COMPONENTS = 10
+EpochCallback = Callable[[dict[str, Any], Path | None], None]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Run:
+    """Everything a training run holds; built by ``prepare``."""
+
+    config: TrialConfig
+    device: torch.device
+    splits: dict[str, Any]
+    model: MultimodalNetwork
+    strategy: Strategy | None
+    harness: HarnessDefaults
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.model.modalities
+
+
+def prepare(config: TrialConfig) -> Run:
+    """Build data, model, strategy and optimizer; configuration errors name the key."""
+    device = config.resolved_device()
+    seed_everything(config.seed)
+    try:
+        splits = {
+            split: build_dataset(config.dataset, config.data_root, split, **config.dataset_options)
+            for split in ("train", "val", "test")
+        }
+    except ValueError as error:
+        raise ConfigError(f"dataset_options / data_root of dataset {config.dataset!r}: {error}") from None
+    train = splits["train"]
+    try:
+        model = build_network(
+            config.backbone,
+            train.sample_shapes,
+            train.num_classes,
+            fusion=config.fusion,
+            backbone_options=config.backbone_options,
+        ).to(device)
+    except ValueError as error:
+        raise ConfigError(f"backbone / backbone_options ({config.backbone!r}): {error}") from None
+    strategy = config.build_strategy()
+    harness = config.harness(strategy)
+    if len(model.modalities) < 2:
+        if config.strategy != "none":
+            raise ConfigError(
+                f"strategy {config.strategy!r} needs at least 2 modalities; the dataset gives "
+                f"{list(model.modalities)} (use strategy 'none' for a unimodal baseline)"
+            )
+        strategy = None
+    elif strategy.direction is not None and len(set(model.feature_dims.values())) > 1:
+        raise ConfigError(
+            f"strategy {config.strategy!r} compares modality gradients, but the encoders' feature "
+            f"sizes differ: {model.feature_dims}; set one out_dim for all in backbone_options"
+        )
+    optimizer = _optimizer(config, model)
+    scheduler = None
+    if config.scheduler == "step":
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step_size, config.lr_gamma)
+    elif config.scheduler == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.epochs)
+    amp = config.amp if config.amp is not None else device.type == "cuda"
+    amp_dtype = (torch.float16 if device.type == "cuda" else torch.bfloat16) if amp else None
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    return Run(config, device, splits, model, strategy, harness, optimizer, scheduler, scaler, amp_dtype)
+
+
+def _optimizer(config: TrialConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _to_device(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+
+
+def _loader(run: Run, split: str, epoch: int | None) -> DataLoader:
+    generator = None
+    if epoch is not None:  # the data order is a function of (seed, epoch) alone
+        generator = torch.Generator().manual_seed(run.config.seed * 1_000_003 + epoch)
+    return DataLoader(
+        run.splits[split],
+        batch_size=run.config.batch_size,
+        shuffle=epoch is not None,
+        generator=generator,
+        num_workers=run.config.num_workers,
+        collate_fn=collate_batch,
+        pin_memory=run.device.type == "cuda",
+    )
+
+
+class _StatsAccumulator:
+    """Sums strategy diagnostics on the device; converted once per epoch."""
+
+    def __init__(self, num_modalities: int, device: torch.device):
+        self.steps = 0
+        self.measured = 0
+        self.weights = torch.zeros(num_modalities, dtype=torch.float64, device=device)
+        self.sums = torch.zeros(3, dtype=torch.float64, device=device)
+        self.hist = torch.zeros(2, COSINE_BINS, dtype=torch.float64, device=device)
+
+    def add(self, strategy: Strategy) -> None:
+        stats = strategy.last_step_stats
+        self.steps += 1
+        self.weights += stats.weights.double()
+        if stats.conflict_fraction is None:
+            return
+        self.measured += 1
+        self.sums += torch.stack(
+            [stats.conflict_fraction, stats.cosines_before.mean(), stats.cosines_after.mean()]
+        ).double()
+        for row, cosines in enumerate((stats.cosines_before, stats.cosines_after)):
+            self.hist[row] += torch.histc(cosines.double(), COSINE_BINS, -1.0, 1.0)
+
+    def as_metrics(self, modalities: tuple[str, ...]) -> dict[str, Any]:
+        metrics: dict[str, Any] = {}
+        weights = (self.weights / self.steps).tolist() if self.steps else [None] * len(modalities)
+        metrics.update({f"weight_{m}": w for m, w in zip(modalities, weights)})
+        sums = (self.sums / self.measured).tolist() if self.measured else [None] * 3
+        metrics.update(dict(zip(("conflict_fraction", "cosine_before", "cosine_after"), sums)))
+        metrics["cosine_hist_before"] = [int(v) for v in self.hist[0].tolist()]
+        metrics["cosine_hist_after"] = [int(v) for v in self.hist[1].tolist()]
+        return metrics
+
+
+def train_epoch(run: Run, epoch: int, progress: bool = False) -> dict[str, Any]:
+    model, config = run.model, run.config
+    model.train()
+    modulating = run.harness.modulates(epoch)
+    unimodal_weight = run.harness.unimodal_weight(epoch)
+    # With lambda_s = 0 the heads learn as probes on detached features (weight 1).
+    head_weight = unimodal_weight if unimodal_weight > 0 else 1.0
+    strategy = run.strategy if modulating else None
+    stats = _StatsAccumulator(len(run.modalities), run.device)
+    totals = torch.zeros(3, dtype=torch.float64, device=run.device)  # objective, fused, correct
+    seen = 0
+    if run.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(run.device)
+    start = time.perf_counter()
+    batches = _loader(run, "train", epoch)
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(
+            batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, file=sys.stderr, disable=None
+        )
+    for batch in batches:
+        batch = _to_device(batch, run.device)
+        labels = batch["label"]
+        run.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(run.device.type, dtype=run.amp_dtype or torch.float32, enabled=run.amp_dtype is not None):
+            out = model(
+                batch,
+                strategy,
+                logits_source=run.harness.logits_source,
+                detach_heads=unimodal_weight == 0,
+            )
+            fused_loss = F.cross_entropy(out.fused_logits, labels)
+            unimodal_loss = sum(F.cross_entropy(z, labels) for z in out.unimodal_logits.values())
+            loss = fused_loss + head_weight * unimodal_loss
+        run.scaler.scale(loss).backward()
+        run.scaler.unscale_(run.optimizer)
+        if strategy is not None:
+            strategy.post_backward(model.named_parameters(), model.encoder_prefixes())
+            stats.add(strategy)
+        if config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        with torch.no_grad():
+            objective = fused_loss + unimodal_weight * unimodal_loss
+            correct = (out.fused_logits.argmax(1) == labels).sum()
+            totals += torch.stack([objective * len(labels), fused_loss * len(labels), correct]).double()
+        seen += len(labels)
+    if run.scheduler is not None:
+        run.scheduler.step()
+    elapsed = time.perf_counter() - start
+    loss_sum, fused_sum, correct_sum = totals.tolist()
+    metrics = {
+        "train_loss": loss_sum / seen,
+        "train_fused_loss": fused_sum / seen,
+        "train_acc": correct_sum / seen,
+        "modulating": modulating and run.strategy is not None,
+        "unimodal_loss_weight": unimodal_weight,
+        **stats.as_metrics(run.modalities),
+        "epoch_time_s": elapsed,
+        "time_per_sample_ms": 1e3 * elapsed / seen,
+        "peak_memory_mb": _peak_memory_mb(run.device),
+    }
+    return metrics
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS
+
+
+@torch.no_grad()
+def collect(run: Run, split: str) -> dict[str, torch.Tensor]:
+    """Eval-mode predictions, unimodal-head predictions and features of a split (on CPU)."""
+    run.model.eval()
+    parts: dict[str, list[torch.Tensor]] = {}
+    for batch in _loader(run, split, None):
+        batch = _to_device(batch, run.device)
+        with torch.autocast(run.device.type, dtype=run.amp_dtype or torch.float32, enabled=run.amp_dtype is not None):
+            out = run.model(batch)
+        rows = {"label": batch["label"], "pred": out.fused_logits.argmax(1)}
+        for m in run.modalities:
+            rows[f"pred_{m}"] = out.unimodal_logits[m].argmax(1)
+            rows[f"feat_{m}"] = out.features[m].float()
+        for key, value in rows.items():
+            parts.setdefault(key, []).append(value.cpu())
+    return {key: torch.cat(values) for key, values in parts.items()}
+
+
+def evaluate(run: Run, split: str) -> dict[str, float]:
+    outputs = collect(run, split)
+    labels, num_classes = outputs["label"], run.splits[split].num_classes
+    metrics = {
+        f"{split}_acc": accuracy(outputs["pred"], labels),
+        f"{split}_macro_f1": macro_f1(outputs["pred"], labels, num_classes),
+    }
+    for m in run.modalities:
+        metrics[f"{split}_acc_{m}"] = accuracy(outputs[f"pred_{m}"], labels)
+    return metrics
+
+
+def diagnostics(run: Run) -> dict[str, float]:
+    """Linear-probe accuracy of each frozen encoder and CCA between modality features."""
+    train, test = collect(run, "train"), collect(run, "test")
+    num_classes = run.splits["train"].num_classes
+    results: dict[str, float] = {}
+    for m in run.modalities:
+        results[f"probe_acc_{m}"] = linear_probe_accuracy(
+            train[f"feat_{m}"], train["label"], test[f"feat_{m}"], test["label"], num_classes
+        )
+    pair_means = []
+    for i, a in enumerate(run.modalities):
+        for b in run.modalities[i + 1:]:
+            correlations = canonical_correlations(test[f"feat_{a}"], test[f"feat_{b}"])
+            pair_means.append(float(correlations[:CCA_COMPONENTS].mean()))
+            results[f"cca_{a}_{b}"] = pair_means[-1]
+    if pair_means:
+        results["cca_mean"] = sum(pair_means) / len(pair_means)
+    return results
+
+
+def _state(run: Run, epoch: int, history: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "config_fingerprint": run.config.fingerprint(),
+        "epoch": epoch,
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": None if run.scheduler is None else run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "strategy": {} if run.strategy is None else run.strategy.state_dict(),
+        "rng": ckpt.capture_rng(),
+        "history": history,
+    }
+
+
+def _restore(run: Run, state: dict[str, Any]) -> None:
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    if run.scheduler is not None:
+        run.scheduler.load_state_dict(state["scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    if run.strategy is not None:
+        run.strategy.load_state_dict(state["strategy"])
+    ckpt.restore_rng(state["rng"])
+
+
+def _summary(run: Run, history: list[dict[str, Any]], extra: dict[str, Any], finished: bool) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "config": run.config.as_dict(),
+        "fingerprint": run.config.fingerprint(),
+        "modalities": list(run.modalities),
+        "finished": finished,
+        "history": history,
+    }
+    if finished:
+        best = max(range(len(history)), key=lambda e: history[e]["val_acc"])
+        final = {**history[-1], **extra}
+        final.update(
+            best_val_epoch=best,
+            best_val_acc=history[best]["val_acc"],
+            test_acc_at_best_val=history[best]["test_acc"],
+            test_macro_f1_at_best_val=history[best]["test_macro_f1"],
+        )
+        results["final"] = final
+    return results
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(payload, indent=1, default=_json_default, allow_nan=True))
+    temporary.replace(path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    return str(value)
+
+
+def fit(
+    config: Mapping[str, Any] | TrialConfig | None = None,
+    *,
+    output_dir: str | Path | None = None,
+    resume_from: str | Path | None = None,
+    on_epoch_end: EpochCallback | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Train one trial; returns ``{"config", "history", "final", ...}``.
+
+    output_dir: writes ``config.json``, ``metrics.json`` (every epoch) and
+    ``checkpoint/checkpoint.pt`` (every epoch). resume_from: a checkpoint file or
+    folder (or a previous ``output_dir``) of a run with the same configuration.
+    on_epoch_end(metrics, checkpoint_dir): called after each epoch's checkpoint.
+    log: receives one summary line per epoch.
+    """
+    config = config if isinstance(config, TrialConfig) else resolve_config(config)
+    run = prepare(config)
+    output = Path(output_dir) if output_dir is not None else None
+    checkpoint_dir = output / "checkpoint" if output is not None else None
+    if output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+        _write_json(output / "config.json", config.as_dict())
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    if resume_from is not None:
+        source = Path(resume_from)
+        if (source / "checkpoint").is_dir():
+            source = source / "checkpoint"
+        state = ckpt.load_checkpoint(source, config.fingerprint())
+        _restore(run, state)
+        history = list(state["history"])
+        start_epoch = state["epoch"] + 1
+    for epoch in range(start_epoch, config.epochs):
+        metrics = {"epoch": epoch, "lr": run.optimizer.param_groups[0]["lr"]}
+        metrics.update(train_epoch(run, epoch, progress))
+        metrics.update(evaluate(run, "val"))
+        metrics.update(evaluate(run, "test"))
+        history.append(metrics)
+        if checkpoint_dir is not None:
+            ckpt.save_checkpoint(checkpoint_dir, _state(run, epoch, history))
+            _write_json(output / "metrics.json", _summary(run, history, {}, finished=False))
+        if log is not None:
+            log(
+                f"epoch {epoch + 1}/{config.epochs}  loss {metrics['train_loss']:.4f}  "
+                f"val acc {metrics['val_acc']:.4f}  test acc {metrics['test_acc']:.4f}  "
+                f"({metrics['epoch_time_s']:.2f}s)"
+            )
+        if on_epoch_end is not None:
+            on_epoch_end(metrics, checkpoint_dir)
+    extra = diagnostics(run) if config.diagnostics else {}
+    results = _summary(run, history, extra, finished=True)
+    if output is not None:
+        _write_json(output / "metrics.json", results)
+    return results

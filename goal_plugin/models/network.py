@@ -1,0 +1,144 @@
+"""The multi-encoder network: encoders, unimodal heads, gate, fusion.
+
+For a batch ``{modality: Tensor, "label": Tensor}`` it returns the features f_m
+(before the gate), the unimodal heads' logits z_m (Eq. 3 of GOAL), the fused
+logits (Eq. 2) and the fusion-slice logits that OGM reads. The strategy's gate
+sits between the features and the fusion module; the heads read f_m before it,
+so the unimodal-loss gradients reach the encoders untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from goal_plugin import _validation as check
+from goal_plugin.models.backbones import create_backbone
+from goal_plugin.strategies.base import Strategy
+
+
+class ConcatFusion(nn.Module):
+    """``fc_out(cat(f_1..f_M))``; slice m's logits are ``f_m W[:, slice_m]^T + b / M``
+    (OGM-GE's official unimodal score for concatenation)."""
+
+    def __init__(self, feature_dims: Sequence[int], num_classes: int):
+        super().__init__()
+        self.fc_out = nn.Linear(sum(feature_dims), num_classes)
+        bounds = [0]
+        for dim in feature_dims:
+            bounds.append(bounds[-1] + dim)
+        self.bounds = bounds
+
+    def forward(self, features: Sequence[Tensor]) -> Tensor:
+        return self.fc_out(torch.cat(list(features), dim=1))
+
+    def slice_logits(self, features: Sequence[Tensor]) -> list[Tensor]:
+        weight, bias = self.fc_out.weight, self.fc_out.bias
+        share = bias / len(features)
+        return [
+            f @ weight[:, start:stop].T + share
+            for f, start, stop in zip(features, self.bounds, self.bounds[1:])
+        ]
+
+
+class SumFusion(nn.Module):
+    """``sum_m fc_m(f_m)``; slice m's logits are ``fc_m(f_m)`` (OGM-GE's sum branch)."""
+
+    def __init__(self, feature_dims: Sequence[int], num_classes: int):
+        super().__init__()
+        self.fcs = nn.ModuleList(nn.Linear(dim, num_classes) for dim in feature_dims)
+
+    def forward(self, features: Sequence[Tensor]) -> Tensor:
+        return torch.stack([fc(f) for fc, f in zip(self.fcs, features)]).sum(dim=0)
+
+    def slice_logits(self, features: Sequence[Tensor]) -> list[Tensor]:
+        return [fc(f) for fc, f in zip(self.fcs, features)]
+
+
+FUSIONS = {"concat": ConcatFusion, "sum": SumFusion}
+
+
+@dataclass
+class MultimodalOutput:
+    features: dict[str, Tensor]
+    unimodal_logits: dict[str, Tensor]
+    fusion_slice_logits: dict[str, Tensor]
+    fused_logits: Tensor
+
+
+class MultimodalNetwork(nn.Module):
+    """Encoders ``encoders[m]``, unimodal heads ``heads[m]`` and a fusion module."""
+
+    def __init__(self, encoders: Mapping[str, nn.Module], num_classes: int, fusion: str = "concat"):
+        super().__init__()
+        check.integer("num_classes", num_classes, minimum=2)
+        check.choice("fusion", fusion, FUSIONS)
+        if not encoders:
+            raise ValueError("MultimodalNetwork needs at least one encoder")
+        self.modalities = tuple(encoders)
+        self.encoders = nn.ModuleDict(encoders)
+        dims = [int(encoder.out_dim) for encoder in encoders.values()]
+        self.heads = nn.ModuleDict(
+            {m: nn.Linear(dim, num_classes) for m, dim in zip(self.modalities, dims)}
+        )
+        self.fusion = FUSIONS[fusion](dims, num_classes)
+        self.feature_dims = dict(zip(self.modalities, dims))
+
+    def encoder_prefixes(self) -> list[str]:
+        """Module paths of the encoders, in modality order (for post-backward hooks)."""
+        return [f"encoders.{m}" for m in self.modalities]
+
+    def forward(
+        self,
+        batch: Mapping[str, Tensor],
+        strategy: Strategy | None = None,
+        *,
+        logits_source: str = "unimodal_head",
+        detach_heads: bool = False,
+    ) -> MultimodalOutput:
+        """``strategy`` (optional) is gated in front of the fusion module, reading
+        the logits named by ``logits_source``. ``detach_heads`` trains the heads
+        as probes on detached features (no unimodal gradient into the encoders)."""
+        missing = [m for m in self.modalities if m not in batch]
+        if missing:
+            raise ValueError(f"batch lacks modalities {missing}; it has {sorted(batch)}")
+        features = {m: self.encoders[m](batch[m]) for m in self.modalities}
+        unimodal = {
+            m: self.heads[m](f.detach() if detach_heads else f) for m, f in features.items()
+        }
+        with torch.no_grad():
+            slices = dict(zip(self.modalities, self.fusion.slice_logits(list(features.values()))))
+        fused_inputs = list(features.values())
+        if strategy is not None:
+            source = check.choice("logits_source", logits_source, ("unimodal_head", "fusion_slice"))
+            logits = unimodal if source == "unimodal_head" else slices
+            fused_inputs = list(
+                strategy.gate(*fused_inputs, logits=list(logits.values()), labels=batch.get("label"))
+            )
+        return MultimodalOutput(features, unimodal, slices, self.fusion(fused_inputs))
+
+
+def build_network(
+    backbone: str,
+    sample_shapes: Mapping[str, Sequence[int]],
+    num_classes: int,
+    *,
+    fusion: str = "concat",
+    backbone_options: Mapping[str, object] | None = None,
+) -> MultimodalNetwork:
+    """One ``backbone`` encoder per modality, sized from the dataset's sample shapes.
+
+    ``backbone_options`` apply to every encoder; an entry named after a modality
+    holding a mapping applies to that modality only (e.g. ``{"out_dim": 64,
+    "mor": {"hidden_dim": 16}}``).
+    """
+    options = dict(backbone_options or {})
+    per_modality = {m: dict(options.pop(m)) for m in sample_shapes if isinstance(options.get(m), Mapping)}
+    encoders = {
+        m: create_backbone(backbone, shape, **{**options, **per_modality.get(m, {})})
+        for m, shape in sample_shapes.items()
+    }
+    return MultimodalNetwork(encoders, num_classes, fusion)

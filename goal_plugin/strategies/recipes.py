@@ -1,0 +1,115 @@
+"""The built-in recipes: magnitude step + direction step + harness defaults.
+
+=========  ==============  ===========  =================================================
+name       magnitude       direction    harness defaults (source method's training)
+=========  ==============  ===========  =================================================
+none       identity        identity     fused loss only; always on
+al         AL (T)          identity     unimodal loss 1; unimodal-head logits; always on
+go         identity        GO           unimodal loss 1; always on
+goal       AL (T)          GO           unimodal loss 1; unimodal-head logits; always on
+ogm        OGM (alpha)     identity     fused loss only; fusion-slice logits; epochs 0-50
+ogm_ge     OGM (alpha)     identity     as ogm, plus GE noise after backward
+ogm_go     OGM (alpha)     GO           as ogm
+arl        ARL (T_arl)     identity     unimodal loss 4 (1 in warm-up); epochs 6-end
+arl_go     ARL (T_arl)     GO           as arl
+=========  ==============  ===========  =================================================
+
+GOAL's recipes train the unimodal heads jointly (weight 1): AL reads their
+logits (Eq. 3), which are meaningless untrained. ``ogm_go`` and ``arl_go`` are the
+product brief's "GO added after the magnitude step of OGM / ARL"; ``ogm_go`` adds
+no GE noise, which would undo the orthogonality that GO establishes.
+"""
+
+from __future__ import annotations
+
+from goal_plugin.registry import register_strategy
+from goal_plugin.strategies.base import HarnessDefaults, Strategy
+from goal_plugin.strategies.direction import GradientOrthogonalisation
+from goal_plugin.strategies.hooks import GradientEnhancementNoise
+from goal_plugin.strategies.magnitude import AdaptiveLeveraging, ARLModulation, OGMModulation
+
+GOAL_DEFAULTS = HarnessDefaults(unimodal_loss_weight=1.0, logits_source="unimodal_head")
+# OGM-GE's official loop: fused loss only, classifier-slice scores, modulation in
+# epochs 0..50 of a 100-epoch schedule.
+OGM_DEFAULTS = HarnessDefaults(
+    unimodal_loss_weight=0.0, logits_source="fusion_slice", modulation_starts=0, modulation_ends=50
+)
+# ARL's released loop: gamma = 4 after a warm-up (epoch > 5, 0-based) trained with
+# gamma = 1 and no modulation.
+ARL_DEFAULTS = HarnessDefaults(
+    unimodal_loss_weight=4.0,
+    warmup_unimodal_loss_weight=1.0,
+    logits_source="unimodal_head",
+    modulation_starts=6,
+)
+
+
+@register_strategy("none")
+def none() -> Strategy:
+    """Plain joint training (the paper's "concat" baseline): gradients untouched."""
+    return Strategy(defaults=HarnessDefaults(unimodal_loss_weight=0.0))
+
+
+@register_strategy("al")
+def al(*, temperature: float = 1.0) -> Strategy:
+    """GOAL's adaptive leveraging only (Eq. 6-8); see ``AdaptiveLeveraging``."""
+    return Strategy(AdaptiveLeveraging(temperature), defaults=GOAL_DEFAULTS)
+
+
+@register_strategy("go")
+def go(*, space: str = "sample", eps: float = 1e-8) -> Strategy:
+    """GOAL's gradient orthogonalisation only (Eq. 9-10, Algorithm 2)."""
+    return Strategy(direction=GradientOrthogonalisation(space, eps), defaults=GOAL_DEFAULTS)
+
+
+@register_strategy("goal")
+def goal(*, temperature: float = 1.0, space: str = "sample", eps: float = 1e-8) -> Strategy:
+    """GOAL = AL (Eq. 6-8) then GO (Eq. 9-10) on the leveraged gradients."""
+    return Strategy(
+        AdaptiveLeveraging(temperature), GradientOrthogonalisation(space, eps), GOAL_DEFAULTS
+    )
+
+
+@register_strategy("ogm")
+def ogm(*, alpha: float = 0.1) -> Strategy:
+    """OGM (Peng et al., CVPR 2022) coefficients; see ``OGMModulation``."""
+    return Strategy(OGMModulation(alpha), defaults=OGM_DEFAULTS)
+
+
+@register_strategy("ogm_ge")
+def ogm_ge(*, alpha: float = 0.1, noise_scope: str = "conv") -> Strategy:
+    """OGM-GE: OGM plus Gaussian gradient enhancement after backward; call
+    ``strategy.post_backward(model.named_parameters(), encoder_prefixes)``."""
+    return Strategy(
+        OGMModulation(alpha),
+        defaults=OGM_DEFAULTS,
+        parameter_hook=GradientEnhancementNoise(noise_scope),
+    )
+
+
+@register_strategy("ogm_go")
+def ogm_go(*, alpha: float = 0.1, space: str = "sample", eps: float = 1e-8) -> Strategy:
+    """OGM coefficients, then GO on the modulated gradients."""
+    return Strategy(OGMModulation(alpha), GradientOrthogonalisation(space, eps), OGM_DEFAULTS)
+
+
+@register_strategy("arl")
+def arl(*, arl_temperature: float = 8.0, entropy_floor: float = 0.3) -> Strategy:
+    """ARL (Wei, Luo, Luo, ICCV 2025) with its weight applied; see ``ARLModulation``."""
+    return Strategy(ARLModulation(arl_temperature, entropy_floor), defaults=ARL_DEFAULTS)
+
+
+@register_strategy("arl_go")
+def arl_go(
+    *,
+    arl_temperature: float = 8.0,
+    entropy_floor: float = 0.3,
+    space: str = "sample",
+    eps: float = 1e-8,
+) -> Strategy:
+    """ARL weights, then GO on the scaled gradients."""
+    return Strategy(
+        ARLModulation(arl_temperature, entropy_floor),
+        GradientOrthogonalisation(space, eps),
+        ARL_DEFAULTS,
+    )
