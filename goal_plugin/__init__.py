@@ -3,25 +3,35 @@
     import goal_plugin as gp
     s = gp.create_strategy("goal", temperature=1.0)
     f_a, f_v = s.gate(f_a, f_v, logits=(z_a, z_v), labels=y)   # before fusion
+
+The names below are imported on first use, so that ``import goal_plugin.analysis``
+(tables and plots from finished sweeps) does not pay for importing torch.
 """
 
-from goal_plugin.registry import (
-    create_strategy,
-    list_strategies,
-    register_strategy,
-    strategy_hyperparameters,
-)
-from goal_plugin.strategies import HarnessDefaults, Strategy
-from goal_plugin.strategies import recipes as _recipes  # noqa: F401  (registers built-ins)
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "HarnessDefaults",
-    "Strategy",
-    "__version__",
-    "create_strategy",
-    "list_strategies",
-    "register_strategy",
-    "strategy_hyperparameters",
-]
+_EXPORTS = {
+    "HarnessDefaults": "goal_plugin.strategies.base",
+    "Strategy": "goal_plugin.strategies.base",
+    "attach": "goal_plugin.integrations.attach",
+    "create_strategy": "goal_plugin.registry",
+    "list_strategies": "goal_plugin.registry",
+    "register_strategy": "goal_plugin.registry",
+    "strategy_hyperparameters": "goal_plugin.registry",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'goal_plugin' has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

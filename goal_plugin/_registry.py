@@ -25,14 +25,21 @@ _NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 
 class Registry:
     def __init__(
-        self, kind: str, entry_point_group: str | None = None, option_word: str = "option"
+        self,
+        kind: str,
+        entry_point_group: str | None = None,
+        option_word: str = "option",
+        built_ins: str | None = None,
     ) -> None:
+        """``built_ins``: a module registering the built-in factories, imported on
+        the first lookup (so that defining the registry imports nothing heavy)."""
         self.kind = kind
         self.option_word = option_word
         self.entry_point_group = entry_point_group
+        self.built_ins = built_ins
         self._factories: dict[str, Callable[..., Any]] = {}
         self._broken: dict[str, str] = {}
-        self._entry_points_loaded = entry_point_group is None
+        self._entry_points_loaded = False
 
     def register(self, name: str, *, override: bool = False) -> Callable[[F], F]:
         """Decorator; a taken name raises ``ValueError`` unless ``override=True``."""
@@ -92,7 +99,7 @@ class Registry:
 
     def reload_entry_points(self) -> None:
         """Look the entry-point group up again (after installing a plugin at run time)."""
-        self._entry_points_loaded = self.entry_point_group is None
+        self._entry_points_loaded = False
         self._broken.clear()
         self._load_entry_points()
 
@@ -100,6 +107,10 @@ class Registry:
         if self._entry_points_loaded:
             return
         self._entry_points_loaded = True
+        if self.built_ins is not None:
+            importlib.import_module(self.built_ins)
+        if self.entry_point_group is None:
+            return
         for entry_point in importlib.metadata.entry_points(group=self.entry_point_group):
             if entry_point.name in self._factories:
                 warnings.warn(

@@ -17,7 +17,12 @@ from goal_plugin._registry import Registry
 from goal_plugin.strategies.base import Strategy
 
 ENTRY_POINT_GROUP = "goal_plugin.strategies"
-STRATEGIES = Registry("strategy", ENTRY_POINT_GROUP, option_word="hyperparameter")
+STRATEGIES = Registry(
+    "strategy",
+    ENTRY_POINT_GROUP,
+    option_word="hyperparameter",
+    built_ins="goal_plugin.strategies.recipes",
+)
 
 F = TypeVar("F", bound=Callable[..., Strategy])
 

@@ -129,7 +129,7 @@ def resolve_config(raw: Mapping[str, Any] | None = None) -> TrialConfig:
                     f"{strategy_name!r} (which takes: {', '.join(hparam_names) or 'none'})"
                 )
             raise ConfigError(check.unknown_name_message("config key", key, [*DEFAULTS, *hparam_names]))
-    config = TrialConfig(values, hparams)
+    config = TrialConfig(values, {**hparam_names, **hparams})
     _validate(config)
     return config
 

@@ -44,7 +44,13 @@ from goal_plugin.engine.metrics import (
 from goal_plugin.models import MultimodalNetwork, build_network
 from goal_plugin.strategies.base import HarnessDefaults, Strategy
 
-NONDETERMINISTIC_METRICS = ("epoch_time_s", "time_per_sample_ms", "peak_memory_mb")
+NONDETERMINISTIC_METRICS = (
+    "epoch_time_s",
+    "time_per_sample_ms",
+    "peak_memory_mb",
+    "train_time_s",
+    "diagnostics_time_s",
+)
 COSINE_BINS = 20
 CCA_COMPONENTS = 10
 EpochCallback = Callable[[dict[str, Any], Path | None], None]
@@ -422,7 +428,10 @@ def fit(
             )
         if on_epoch_end is not None:
             on_epoch_end(metrics, checkpoint_dir)
+    started = time.perf_counter()
     extra = diagnostics(run) if config.diagnostics else {}
+    extra["diagnostics_time_s"] = time.perf_counter() - started
+    extra["train_time_s"] = sum(m["epoch_time_s"] for m in history)
     results = _summary(run, history, extra, finished=True)
     if output is not None:
         _write_json(output / "metrics.json", results)

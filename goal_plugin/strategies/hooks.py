@@ -20,6 +20,11 @@ class GradientEnhancementNoise(ParameterHook):
     noise_scope: ``"conv"`` (default, official: only 4-D weight gradients) or
     ``"all"`` (every encoder parameter with at least two elements).
 
+    Parameters are chosen by module path (``Strategy.post_backward``), not as
+    the official loop does with ``name.split('.')[1]``, which silently matches no
+    parameter unless DataParallel's ``module.`` prefix is present; a prefix that
+    matches nothing is an error here.
+
     Deviation: with the gate, the parameter gradient after backward is already
     ``k_m * g_m (+ unimodal-loss gradient)``; the original ``std(g_m)`` is
     recovered as ``std(grad) / k_m``. This is exact under the recipe's default

@@ -1,0 +1,144 @@
+"""Training-step time of the gate vs the post-backward modes vs plain training.
+
+Two small CNN encoders (``small_cnn``, 1 x 32 x 32 inputs per modality, so that
+both encoders have the same parameter count and parameter-space GO applies),
+unimodal heads, concat fusion, 6 classes, SGD. Every variant computes the same
+loss (fused + unimodal cross-entropy) and optimizer step; they differ only in
+how the strategy is applied:
+
+- plain:            ``loss.backward()``, no strategy;
+- gate:             the gate inside the model (``attach`` costs the same);
+- feature space:    ``feature_space_backward`` (autograd.grad to f_m, modify, backward);
+- parameter space:  ``parameter_space_backward`` (autograd.grad to theta_m, modify, backward).
+
+Steps are interleaved round by round in a shuffled order, so drift of the
+machine hits all variants alike; the reported figure is the median over rounds
+of (variant step time / plain step time in the same round).
+
+    python benchmarks/post_backward_cost.py [--rounds 30] [--strategy goal] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+import goal_plugin as gp
+from goal_plugin.integrations import feature_space_backward, parameter_space_backward
+from goal_plugin.models import build_network
+
+PLAIN = "plain (no strategy)"
+
+
+def losses(out, labels):
+    fused = F.cross_entropy(out.fused_logits, labels)
+    unimodal = sum(F.cross_entropy(z, labels) for z in out.unimodal_logits.values())
+    return fused, unimodal
+
+
+def backward_plain(model, batch, strategy):
+    fused, unimodal = losses(model(batch), batch["label"])
+    (fused + unimodal).backward()
+
+
+def backward_gate(model, batch, strategy):
+    fused, unimodal = losses(model(batch, strategy), batch["label"])
+    (fused + unimodal).backward()
+
+
+def backward_feature_space(model, batch, strategy):
+    out = model(batch)
+    fused, unimodal = losses(out, batch["label"])
+    feature_space_backward(
+        strategy,
+        list(out.features.values()),
+        fused,
+        unimodal_loss=unimodal,
+        logits=list(out.unimodal_logits.values()),
+        labels=batch["label"],
+    )
+
+
+def backward_parameter_space(model, batch, strategy):
+    out = model(batch)
+    fused, unimodal = losses(out, batch["label"])
+    parameter_space_backward(
+        strategy,
+        [model.encoders[m] for m in model.modalities],
+        fused,
+        unimodal_loss=unimodal,
+        logits=list(out.unimodal_logits.values()),
+        labels=batch["label"],
+    )
+
+
+VARIANTS = {
+    PLAIN: backward_plain,
+    "gate": backward_gate,
+    "feature space": backward_feature_space,
+    "parameter space": backward_parameter_space,
+}
+
+
+def timed_step(model, optimizer, batch, strategy, backward, device):
+    def step() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        backward(model, batch, strategy)
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--strategy", default="goal")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    shapes = {"audio": (1, 32, 32), "visual": (1, 32, 32)}
+    model = build_network("small_cnn", shapes, 6).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    batch = {m: torch.randn(args.batch_size, *shape, device=device) for m, shape in shapes.items()}
+    batch["label"] = torch.randint(0, 6, (args.batch_size,), device=device)
+    strategy = gp.create_strategy(args.strategy)
+    steps = {name: timed_step(model, optimizer, batch, strategy, fn, device) for name, fn in VARIANTS.items()}
+    encoder_params = sum(p.numel() for p in model.encoders.parameters())
+    print(f"device {device}, strategy {args.strategy}, batch {args.batch_size}, small_cnn encoders "
+          f"({encoder_params} parameters), {args.rounds} rounds x {len(steps)} variants, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads", flush=True)
+    for _ in range(args.warmup):
+        for step in steps.values():
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    order = list(steps)
+    rng = random.Random(0)
+    for _ in range(args.rounds):
+        rng.shuffle(order)
+        for name in order:
+            times[name].append(steps[name]())
+    base = times[PLAIN]
+    print(f"{'variant':<22}{'median step (ms)':>18}{'median ratio':>14}{'ratio IQR':>16}")
+    for name, values in times.items():
+        ratios = sorted(v / b for v, b in zip(values, base))
+        quartiles = statistics.quantiles(ratios, n=4)
+        print(f"{name:<22}{1e3 * statistics.median(values):>18.2f}{statistics.median(ratios):>14.3f}"
+              f"{f'{quartiles[0]:.3f}-{quartiles[2]:.3f}':>16}")
+
+
+if __name__ == "__main__":
+    main()

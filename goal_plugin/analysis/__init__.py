@@ -1,0 +1,21 @@
+"""Significance-tested tables and plots from finished sweeps.
+
+    from goal_plugin.analysis import load_results, summarise
+    results = load_results(["runs/my_sweep", "more_trials.csv"])
+    summary = summarise(results, reference="goal", metrics=("test_acc", "test_macro_f1"))
+    print(summary.to_terminal())
+    summary.write("analysis_out")              # summary.csv, tables.md, tables.tex
+
+    from goal_plugin.analysis.plots import make_plots
+    make_plots(results, "analysis_out")        # PNG + PDF figures
+
+Reading (``loading``), what a method is (``methods``), the statistics
+(``stats``), the summary table (``summary``), its rendering (``tables``) and
+the figures (``plots``) each live in their own module.
+"""
+
+from goal_plugin.analysis.errors import AnalysisError
+from goal_plugin.analysis.loading import Results, load_results
+from goal_plugin.analysis.summary import Summary, summarise
+
+__all__ = ["AnalysisError", "Results", "Summary", "load_results", "summarise"]

@@ -1,0 +1,80 @@
+"""What counts as one method: the strategy, split by settings that vary beside it.
+
+Seeds are the replicate unit, so everything else that differs between trials
+of one strategy on one (dataset, backbone) is a different method, never
+averaged over: if ``goal`` ran at temperatures 0.4 and 1 on mfeat/mlp, the
+methods are ``goal (T=0.4)`` and ``goal (T=1)``. A config column becomes part
+of a strategy's label when it varies among that strategy's trials within some
+(dataset, backbone); it then labels that strategy's trials everywhere, so a
+row means the same method in every table. A setting tuned once per dataset
+(one temperature per dataset) does not split the method.
+
+Columns that say where or how a trial ran (``EXECUTION_KEYS``) never split.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from goal_plugin.analysis.loading import BOOKKEEPING, TABLE_KEYS
+
+EXECUTION_KEYS = frozenset(
+    {"seed", "device", "num_workers", "diagnostics", "data_root", *BOOKKEEPING}
+)
+SHORT_NAMES = {"temperature": "T", "arl_temperature": "T_arl"}
+
+
+def label_columns(trials: pd.DataFrame, config_columns: list[str]) -> dict[str, list[str]]:
+    """Per strategy, the config columns that distinguish its methods."""
+    candidates = [
+        c
+        for c in config_columns
+        if c in trials.columns
+        and c not in EXECUTION_KEYS
+        and c not in TABLE_KEYS
+        and c != "strategy"
+    ]
+    columns = {}
+    for strategy, group in trials.groupby("strategy", sort=False):
+        settings = group.groupby(list(TABLE_KEYS))[candidates].nunique(dropna=False).max()
+        columns[strategy] = [c for c in candidates if settings.get(c, 1) > 1]
+    return columns
+
+
+def method_labels(trials: pd.DataFrame, columns: dict[str, list[str]]) -> pd.Series:
+    """``strategy`` or ``strategy (key=value, ...)`` for every trial."""
+    labels = trials["strategy"].astype(str).copy()
+    for strategy, keys in columns.items():
+        if not keys:
+            continue
+        rows = trials["strategy"] == strategy
+        labels[rows] = [
+            f"{strategy} ({', '.join(f'{SHORT_NAMES.get(k, k)}={_format(v)}' for k, v in zip(keys, values))})"
+            for values in trials.loc[rows, keys].itertuples(index=False)
+        ]
+    return labels
+
+
+def all_label_columns(columns: dict[str, list[str]]) -> list[str]:
+    """Every column that is part of some strategy's labels, once."""
+    return list(dict.fromkeys(c for strategy_columns in columns.values() for c in strategy_columns))
+
+
+def method_order(trials: pd.DataFrame, columns: dict[str, list[str]]) -> list[str]:
+    """Strategies in order of first appearance, each strategy's settings in increasing order.
+
+    ``trials`` carries the ``method`` column from ``method_labels``.
+    """
+    keys = all_label_columns(columns)
+    settings = trials.sort_values(keys, kind="stable") if keys else trials
+    strategy_of = settings.drop_duplicates("method").set_index("method")["strategy"]
+    position = {strategy: i for i, strategy in enumerate(dict.fromkeys(trials["strategy"]))}
+    return sorted(strategy_of.index, key=lambda m: position[strategy_of[m]])
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return "none" if math.isnan(value) else f"{value:g}"
+    return str(value)

@@ -1,0 +1,289 @@
+"""``summarise``: the significance-tested summary table of a set of trials.
+
+One row per (dataset, backbone, method, metric) with scope ``dataset``
+(datasets and backbones in sorted order): n,
+mean and sample std over seeds, and against the reference the difference of
+means (method minus reference), its confidence interval at level 1 - alpha
+(95 % by default), the test (paired t over seeds, or Welch when the seeds do
+not match), p, Holm-adjusted p across the methods of that (dataset, backbone,
+metric), and the seed win rate of the reference. Rows with scope
+``across datasets`` (dataset and backbone ``all``) compare (dataset, backbone)
+means with the Wilcoxon signed-rank test, Holm across methods, and count the
+reference's wins, ties and losses. See ``goal_plugin.analysis.stats``.
+
+``significant`` means the reference is significantly better (p_holm < alpha,
+in the metric's better direction, see ``metrics.higher_is_better``);
+``significance_sign`` is +1 for that, -1 when the method is significantly
+better than the reference, 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from goal_plugin.analysis import stats
+from goal_plugin.analysis.errors import AnalysisError
+from goal_plugin.analysis.loading import TABLE_KEYS, Results
+from goal_plugin.analysis.methods import (
+    all_label_columns,
+    label_columns,
+    method_labels,
+    method_order,
+)
+from goal_plugin.analysis.metrics import OVERHEAD_METRICS, higher_is_better, resolve_metrics
+
+DATASET_SCOPE, ACROSS_SCOPE = "dataset", "across datasets"
+ALL = "all"
+COLUMNS = [
+    "scope",
+    "dataset",
+    "backbone",
+    "metric",
+    "higher_is_better",
+    "method",
+    "strategy",
+    "is_reference",
+    "n",
+    "seeds",
+    "mean",
+    "std",
+    "reference",
+    "diff_vs_reference",
+    "ci_low",
+    "ci_high",
+    "test",
+    "statistic",
+    "df",
+    "n_pairs",
+    "p_value",
+    "p_holm",
+    "significant",
+    "significance_sign",
+    "win_rate",
+    "wins",
+    "ties",
+    "losses",
+    "note",
+]
+
+
+@dataclass
+class Summary:
+    """The summary table with what is needed to render it."""
+
+    table: pd.DataFrame
+    reference: str
+    alpha: float
+    metrics: list[str]
+    method_order: list[str]
+    hyperparameters: dict[str, list[str]]  # per strategy, the columns in its method labels
+    excluded: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+    def to_terminal(self) -> str:
+        from goal_plugin.analysis.tables import render_terminal
+
+        return render_terminal(self)
+
+    def write(self, out_dir: str | Path) -> list[Path]:
+        """Write summary.csv, tables.md and tables.tex into ``out_dir``; returns the paths."""
+        from goal_plugin.analysis.tables import render_latex, render_markdown
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = [out / "summary.csv", out / "tables.md", out / "tables.tex"]
+        self.table.to_csv(paths[0], index=False)
+        paths[1].write_text(render_markdown(self), encoding="utf-8")
+        paths[2].write_text(render_latex(self), encoding="utf-8")
+        return paths
+
+
+def summarise(
+    results: Results,
+    reference: str = "goal",
+    metrics: tuple[str, ...] | list[str] = ("test_acc", "test_macro_f1"),
+    alpha: float = 0.05,
+) -> Summary:
+    """Significance-tested summary of ``results`` (see the module docstring).
+
+    ``metrics`` may use short names (``acc`` = ``test_acc``); the overhead
+    metrics ``time_per_sample_ms`` and ``peak_memory_mb`` are added when the
+    trials have them.
+    """
+    if not 0 < alpha < 1:
+        raise AnalysisError(f"alpha must lie between 0 and 1, got {alpha}")
+    trials = results.trials
+    metrics = resolve_metrics(metrics, trials.columns)
+    metrics += [m for m in OVERHEAD_METRICS if m in trials.columns and m not in metrics]
+    hyperparameters = label_columns(trials, results.config_columns)
+    trials = trials.assign(method=method_labels(trials, hyperparameters))
+    reference_methods = _reference_methods(trials, reference)
+    notes = list(results.notes)
+    for metric in metrics:
+        lacking = int(trials[metric].isna().sum())
+        if lacking:
+            notes.append(f"{lacking} finished trial(s) lack {metric}: left out of its statistics")
+    rows = []
+    for metric in metrics:
+        slim = trials[[*TABLE_KEYS, "method", "strategy", "seed", metric]]
+        metric_rows = [
+            row
+            for keys, group in slim.groupby(list(TABLE_KEYS))
+            for row in _dataset_rows(keys, group, metric, reference_methods, alpha, notes)
+        ]
+        rows += metric_rows + _across_rows(metric_rows, alpha)
+    table = pd.DataFrame(rows, columns=COLUMNS).astype(
+        {column: "Int64" for column in ("n_pairs", "wins", "ties", "losses")}
+    )
+    label_values = trials.drop_duplicates("method").set_index("method")
+    for column in reversed(all_label_columns(hyperparameters)):
+        labelled = label_values["strategy"].isin(
+            [s for s, cs in hyperparameters.items() if column in cs]
+        )
+        table.insert(
+            COLUMNS.index("strategy") + 1,
+            column,
+            table["method"].map(label_values[column].where(labelled)),
+        )
+    return Summary(
+        table=table,
+        reference=reference,
+        alpha=alpha,
+        metrics=metrics,
+        # The reference last, as in the paper's tables.
+        method_order=sorted(
+            method_order(trials, hyperparameters), key=lambda m: m in reference_methods
+        ),
+        hyperparameters=hyperparameters,
+        excluded=results.excluded,
+        notes=notes,
+    )
+
+
+def _reference_methods(trials: pd.DataFrame, reference: str) -> set[str]:
+    """Methods that can serve as reference: the exact label, else every label of the strategy."""
+    if (trials["method"] == reference).any():
+        return {reference}
+    labels = set(trials.loc[trials["strategy"] == reference, "method"])
+    if not labels:
+        raise AnalysisError(
+            f"reference {reference!r} matches no method; methods: {', '.join(sorted(trials['method'].unique()))}"
+        )
+    return labels
+
+
+def _dataset_rows(keys, group, metric, reference_methods, alpha, notes) -> list[dict]:
+    dataset, backbone = keys
+    better_high = higher_is_better(metric)
+    values = {
+        method: pd.Series(
+            runs[metric].to_numpy(dtype=float), index=runs["seed"].to_numpy()
+        ).dropna()
+        for method, runs in group.groupby("method", sort=False)
+    }
+    values = {method: seeds for method, seeds in values.items() if len(seeds)}
+    strategy_of = dict(zip(group["method"], group["strategy"]))
+    present_references = sorted(reference_methods & set(values))
+    reference = present_references[0] if len(present_references) == 1 else None
+    where = f"{dataset}/{backbone}, {metric}"
+    if not present_references:
+        notes.append(f"{where}: reference not present, no tests")
+    elif reference is None:
+        notes.append(
+            f"{where}: reference is ambiguous ({'; '.join(present_references)}): no tests; "
+            "name one of them as the reference"
+        )
+    rows = []
+    for method, seeds in values.items():
+        description = stats.describe(seeds)
+        row = {
+            "scope": DATASET_SCOPE,
+            "dataset": dataset,
+            "backbone": backbone,
+            "metric": metric,
+            "higher_is_better": better_high,
+            "method": method,
+            "strategy": strategy_of[method],
+            "is_reference": method == reference,
+            "n": description.n,
+            "seeds": ",".join(map(str, sorted(seeds.index))),
+            "mean": description.mean,
+            "std": description.std,
+            "reference": reference,
+        }
+        if reference is not None and method != reference:
+            comparison = stats.compare_over_seeds(
+                values[reference], seeds, higher_is_better=better_high, confidence=1 - alpha
+            )
+            row.update(_comparison_columns(comparison))
+        rows.append(row)
+    return _with_holm(rows, alpha)
+
+
+def _across_rows(dataset_rows: list[dict], alpha: float) -> list[dict]:
+    if not dataset_rows:
+        return []
+    table = pd.DataFrame(dataset_rows)
+    metric, better_high = table["metric"].iloc[0], bool(table["higher_is_better"].iloc[0])
+    unit_means = table.set_index(["dataset", "backbone", "method"])["mean"]
+    references = table.loc[table["is_reference"].eq(True), ["dataset", "backbone", "method"]]
+    # The reference's label may differ between units only if it was named by strategy.
+    reference_means = unit_means.loc[list(references.itertuples(index=False, name=None))].droplevel(
+        "method"
+    )
+    reference = "; ".join(dict.fromkeys(references["method"])) or None
+    rows = []
+    for method, group in table.groupby("method", sort=False):
+        means = group.set_index(["dataset", "backbone"])["mean"]
+        description = stats.describe(means)
+        is_reference = bool(group["is_reference"].any())
+        row = {
+            "scope": ACROSS_SCOPE,
+            "dataset": ALL,
+            "backbone": ALL,
+            "metric": metric,
+            "higher_is_better": better_high,
+            "method": method,
+            "strategy": group["strategy"].iloc[0],
+            "is_reference": is_reference,
+            "n": description.n,
+            "seeds": "",
+            "mean": description.mean,
+            "std": description.std,
+            "reference": reference,
+        }
+        if reference is not None and not is_reference:
+            comparison = stats.compare_over_units(
+                reference_means, means, higher_is_better=better_high
+            )
+            row.update(_comparison_columns(comparison))
+        rows.append(row)
+    return _with_holm(rows, alpha)
+
+
+def _comparison_columns(comparison: stats.Comparison) -> dict:
+    columns = asdict(comparison)
+    columns["diff_vs_reference"] = columns.pop("diff")
+    return columns
+
+
+def _with_holm(rows: list[dict], alpha: float) -> list[dict]:
+    p_values = pd.Series([row.get("p_value", math.nan) for row in rows], dtype=float)
+    adjusted = stats.holm(p_values)
+    for row, p_holm in zip(rows, adjusted):
+        row["p_holm"] = p_holm
+        rejected = p_holm < alpha  # False for NaN
+        if rejected:
+            diff = row["diff_vs_reference"]
+            reference_better = diff < 0 if row["higher_is_better"] else diff > 0
+            row["significance_sign"] = 1 if reference_better else -1
+        else:
+            row["significance_sign"] = 0
+        row["significant"] = row["significance_sign"] == 1
+        if row["is_reference"]:
+            row["note"] = "reference"
+    return rows

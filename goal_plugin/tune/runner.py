@@ -1,0 +1,167 @@
+"""Run a sweep with Ray Tune: grid x seeds (x Optuna per cell), fault tolerant.
+
+* Each trial is ``engine.fit`` reporting and checkpointing every epoch;
+  ``FailureConfig(max_failures)`` retries a trial whose worker died from its
+  last checkpoint, which gives the numbers of an uninterrupted run.
+* The experiment state and the searcher are saved every second; a driver that
+  was killed is restarted with ``--resume`` (or simply with the same ``--name``):
+  finished trials are kept, unfinished and errored ones continue from their
+  last checkpoint.
+* ``--address auto`` joins a running Ray cluster (``ray start --head``);
+  fractional ``--gpus-per-trial`` packs several trials on one GPU; storage may
+  be a local folder or a URI the whole cluster can reach.
+* Quiet by default: one line per finished or failed trial with counts, the
+  best trial so far and a time estimate; at the end, the significance-tested
+  table (written into the experiment folder) and the trials that failed for
+  good with their error files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from goal_plugin.tune.space import SweepSpec
+
+ENVIRONMENT = {
+    "RAY_AUTH_MODE": "disabled",  # no token written into the home folder for local runs
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "TUNE_GLOBAL_CHECKPOINT_S": "1",  # experiment + searcher state at most 1 s old
+}
+
+
+def set_ray_environment() -> None:
+    """Defaults for Ray's environment variables; values already set win."""
+    for key, value in ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+
+
+@dataclass
+class SweepOutcome:
+    experiment_path: str
+    wall_time_s: float
+    total_trials: int
+    finished: int
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (trial, error file)
+    trial_time_s: float = 0.0
+    concurrency: int = 1
+    table: str | None = None
+
+
+def _storage(storage: str) -> str:
+    if "://" in storage:
+        return storage
+    path = Path(storage).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+def run_sweep(
+    spec: SweepSpec,
+    *,
+    name: str | None = None,
+    storage: str = "results",
+    resume: bool = False,
+    address: str | None = None,
+    cpus_per_trial: float | None = None,
+    gpus_per_trial: float | None = None,
+    max_concurrent: int | None = None,
+    max_failures: int = 2,
+    echo: Callable[[str], None] = print,
+) -> SweepOutcome:
+    set_ray_environment()
+    import ray
+    from ray import tune
+
+    cpus = cpus_per_trial if cpus_per_trial is not None else spec.resources["cpu"]
+    gpus = gpus_per_trial if gpus_per_trial is not None else spec.resources["gpu"]
+    if gpus > 0 and "device" not in spec.base:
+        spec = spec.with_overrides(device="cuda")
+    if resume and name is None:
+        raise ValueError("--resume needs the --name of the experiment to continue")
+    name = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    storage_path = _storage(storage)
+    experiment_path = f"{storage_path.rstrip('/')}/{name}"
+
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    # Failures are reported by the progress line and the final list (with error files).
+    for logger_name in ("ray.tune", "ray.train"):
+        logging.getLogger(logger_name).setLevel(logging.CRITICAL)
+
+    metric = spec.search.metric if spec.search else "val_acc"
+    mode = spec.search.mode if spec.search else "max"
+    from goal_plugin.tune.progress import ProgressCallback, trial_dirname, trial_name
+
+    progress = ProgressCallback(spec.total_trials, metric, mode, echo)
+    trainable = tune.with_resources(_trainable(), {"cpu": cpus, "gpu": gpus})
+    started = time.monotonic()
+    if tune.Tuner.can_restore(experiment_path):
+        echo(f"resuming experiment {experiment_path}: finished trials are kept, the rest continue")
+        tuner = tune.Tuner.restore(
+            experiment_path, trainable, resume_unfinished=True, resume_errored=True
+        )
+    else:
+        if resume:
+            raise ValueError(f"nothing to resume: no experiment state at {experiment_path}")
+        from goal_plugin.tune.searcher import GridOptunaSearcher
+
+        echo(
+            f"sweep {spec.name}: {spec.total_trials} trials ({len(spec.cells)} grid cells) -> "
+            f"{experiment_path}  [{cpus:g} CPU, {gpus:g} GPU per trial]"
+        )
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=GridOptunaSearcher(spec),
+                num_samples=spec.total_trials,
+                max_concurrent_trials=max_concurrent,
+                reuse_actors=True,
+                trial_name_creator=trial_name,
+                trial_dirname_creator=trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=storage_path,
+                failure_config=tune.FailureConfig(max_failures=max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                verbose=0,
+                callbacks=[progress],
+            ),
+        )
+    grid = tuner.fit()
+    wall = time.monotonic() - started
+    return _outcome(grid, spec, experiment_path, wall, cpus, gpus, max_concurrent)
+
+
+def _trainable():
+    from goal_plugin.tune.trainable import train_trial
+
+    return train_trial
+
+
+def _outcome(grid, spec, experiment_path, wall, cpus, gpus, max_concurrent) -> SweepOutcome:
+    import ray
+
+    finished, failed, trial_time = 0, [], 0.0
+    for result in grid:
+        if result.error is not None:
+            error_file = Path(result.path) / "error.txt"
+            failed.append((Path(result.path).name, str(error_file)))
+            continue
+        metrics = result.metrics or {}
+        if metrics.get("final"):
+            finished += 1
+            trial_time += float(metrics.get("trial_time_s", 0.0))
+    slots = [ray.cluster_resources().get("CPU", 1) / cpus]
+    if gpus > 0:
+        slots.append(ray.cluster_resources().get("GPU", 0) / gpus)
+    if max_concurrent:
+        slots.append(max_concurrent)
+    concurrency = max(1, int(min(slots)))
+    return SweepOutcome(experiment_path, wall, spec.total_trials, finished, failed, trial_time, concurrency)

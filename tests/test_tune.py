@@ -1,0 +1,278 @@
+"""Sweeps: search-space validation, the grid x Optuna searcher, and real Ray runs
+(a trial killed with SIGKILL, a driver killed and resumed, a trial failing for good)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from goal_plugin.engine import NONDETERMINISTIC_METRICS
+from goal_plugin.tune import SweepSpecError, load_space, parse_space, run_sweep
+from goal_plugin.tune.searcher import GridOptunaSearcher
+from goal_plugin.tune.space import SPACES_DIR
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEP = [sys.executable, str(ROOT / "runners" / "sweep.py")]
+FAST = {"dataset": "mfeat", "epochs": 2, "diagnostics": False}
+
+
+# ------------------------------------------------------------------ spaces
+def test_shipped_spaces_are_valid_and_cover_the_studies():
+    names = {p.stem for p in SPACES_DIR.glob("*.yaml")}
+    assert {"default", "temperature", "temperature_search", "ablation"} <= names
+    for name in names:
+        load_space(name)
+    default = load_space("default")
+    assert default.total_trials >= 40
+    assert set(default.grid["strategy"]) == {"none", "al", "go", "goal", "ogm", "ogm_go", "arl", "arl_go"}
+    assert len(default.grid["seed"]) >= 5
+    temperature = load_space("temperature")
+    assert temperature.grid["temperature"] == [0.2, 0.4, 0.6, 0.8, 1.0]
+    searched = load_space("temperature_search")
+    assert searched.search.params["temperature"].distribution == "loguniform"
+    assert all(cell.search_params == ("temperature",) for cell in searched.cells)
+    assert set(load_space("ablation").grid["strategy"]) == {"none", "al", "go", "goal"}
+
+
+def test_hyperparameter_axes_apply_only_to_strategies_that_take_them():
+    spec = parse_space(
+        {"base": FAST, "grid": {"strategy": ["none", "goal", "ogm"], "temperature": [0.2, 1.0], "seed": [0, 1]}}
+    )
+    by_strategy = {}
+    for cell in spec.cells:
+        by_strategy.setdefault(cell.config["strategy"], []).append(cell.config.get("temperature"))
+    assert by_strategy == {"none": [None, None], "goal": [0.2, 1.0, 0.2, 1.0], "ogm": [None, None]}
+    assert spec.cells[0].config["backbone"] == "mlp"  # trials carry the full resolved config
+
+
+@pytest.mark.parametrize(
+    "space, where, words",
+    [
+        ({"grdi": {}}, "grdi", ["top-level", "grid"]),
+        ({"grid": {"stratgy": ["goal"]}}, "grid.stratgy", ["strategy"]),
+        ({"grid": {"strategy": ["gaol"]}}, "grid.strategy", ["goal", "Available"]),
+        ({"grid": {"strategy": "goal"}}, "grid.strategy", ["non-empty list"]),
+        ({"grid": {"temperature": [0.0]}, "base": {"strategy": "goal"}}, "grid.temperature", ["> 0"]),
+        ({"base": {"optimizer": "adagrad"}}, "base.optimizer", ["sgd"]),
+        ({"search": {"temperature": {"distribution": "normal", "low": 0.1, "high": 1}, "num_samples": 2}}, "search.temperature", ["loguniform"]),
+        ({"search": {"temperature": {"distribution": "loguniform", "low": 1, "high": 0.1}, "num_samples": 2}}, "search.temperature", ["low must be < high"]),
+        ({"search": {"temperature": {"distribution": "uniform", "low": 0.1, "high": 1}}}, "search", ["num_samples"]),
+        ({"resources": {"cpu": 0}}, "resources", ["cpu"]),
+        ({"resources": {"tpu": 1}}, "resources.tpu", ["gpu"]),
+    ],
+)
+def test_bad_spaces_name_file_key_and_allowed_values(tmp_path, space, where, words):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(space))
+    with pytest.raises(SweepSpecError) as info:
+        load_space(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: {where}:"), message
+    for word in words:
+        assert word in message, message
+
+
+def test_unknown_space_name_lists_the_shipped_ones():
+    with pytest.raises(SweepSpecError, match="ablation"):
+        load_space("no_such_space")
+
+
+# ---------------------------------------------------------------- searcher
+def searched_spec(num_samples=3):
+    return parse_space(
+        {
+            "base": FAST,
+            "grid": {"strategy": ["none", "goal"], "seed": [0, 1]},
+            "search": {"temperature": {"distribution": "loguniform", "low": 0.1, "high": 10}, "num_samples": num_samples},
+        }
+    )
+
+
+def test_searcher_hands_out_rounds_and_restores_its_studies(tmp_path):
+    spec = searched_spec()
+    assert spec.total_trials == 2 + 2 * 3
+    searcher = GridOptunaSearcher(spec)
+    first_round = [searcher.suggest(f"t{i}") for i in range(4)]
+    assert [c["strategy"] for c in first_round] == ["none", "none", "goal", "goal"]
+    assert "temperature" not in first_round[0] and 0.1 <= first_round[2]["temperature"] <= 10
+    for i, config in enumerate(first_round):
+        searcher.on_trial_complete(f"t{i}", {"val_acc": 0.5 + 0.01 * i, "final": True})
+    searcher.save(str(tmp_path / "state.pkl"))
+    restored = GridOptunaSearcher(spec)
+    restored.restore(str(tmp_path / "state.pkl"))
+    rest = [restored.suggest(f"u{i}") for i in range(4)]
+    assert [c["strategy"] for c in rest] == ["goal"] * 4
+    assert [c["seed"] for c in rest] == [0, 1, 0, 1]
+    assert restored.suggest("u9") == "FINISHED"
+    assert len(restored.studies[2].trials) == 3  # the study of cell (goal, seed 0) continued
+    restored.on_trial_complete("u0", None, error=True)
+    assert restored.studies[2].trials[1].state.name == "FAIL"
+
+
+# ------------------------------------------------------------ real Ray runs
+def write_space(tmp_path, name, space):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, **space}))
+    return path
+
+
+def result_rows(trial_dir):
+    file = Path(trial_dir) / "result.json"
+    if not file.is_file():
+        return []
+    return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+
+
+def trial_dirs(experiment):
+    return sorted(p for p in Path(experiment).iterdir() if (p / "params.json").is_file())
+
+
+def deterministic(row):
+    ray_keys = {"timestamp", "date", "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip",
+                "time_since_restore", "iterations_since_restore", "training_iteration", "checkpoint_dir_name",
+                "trial_id", "trial_time_s", "should_checkpoint", "done", "config"}
+    return {k: v for k, v in row.items() if k not in ray_keys and k not in NONDETERMINISTIC_METRICS}
+
+
+def epoch_history(trial_dir):
+    by_epoch = {}
+    for row in result_rows(trial_dir):
+        if not row.get("final"):
+            by_epoch[row["epoch"]] = deterministic(row)
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def final_row(trial_dir):
+    finals = [row for row in result_rows(trial_dir) if row.get("final")]
+    return deterministic(finals[-1]) if finals else None
+
+
+def run_cli(args, **kwargs):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(SWEEP + args, capture_output=True, text=True, env=env, **kwargs)
+
+
+def test_trial_killed_with_sigkill_is_retried_and_matches_an_uninterrupted_run(ray_address, tmp_path):
+    space = {
+        "base": {
+            "dataset": "synthetic",
+            "dataset_options": {"kinds": ["spectrogram", "frames"], "sizes": [600, 100, 100]},
+            "backbone": "small_cnn", "strategy": "ogm_ge", "noise_scope": "all", "epochs": 8,
+            "batch_size": 32, "lr": 0.01, "diagnostics": False,
+        },
+        "grid": {"seed": [3]},
+    }
+    path = write_space(tmp_path, "killed", space)
+    storage = tmp_path / "results"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    driver = subprocess.Popen(
+        SWEEP + [str(path), "--name", "killed", "--storage", str(storage), "--address", ray_address],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    killed_pid = None
+    deadline = time.monotonic() + 240
+    while killed_pid is None and time.monotonic() < deadline:
+        dirs = trial_dirs(storage / "killed") if (storage / "killed").is_dir() else []
+        rows = result_rows(dirs[0]) if dirs else []
+        if rows and rows[-1]["epoch"] >= 2:
+            killed_pid = rows[-1]["pid"]
+            os.kill(killed_pid, signal.SIGKILL)
+        time.sleep(0.05)
+    output, _ = driver.communicate(timeout=300)
+    assert killed_pid is not None, output
+    assert driver.returncode == 0, output
+    assert "retrying" in output
+    killed_dir = trial_dirs(storage / "killed")[0]
+    assert len({row["pid"] for row in result_rows(killed_dir)}) == 2  # a second worker finished it
+
+    reference = run_sweep(load_space(path), name="reference", storage=str(storage), echo=lambda line: None)
+    assert reference.finished == 1
+    reference_dir = trial_dirs(storage / "reference")[0]
+    assert epoch_history(killed_dir) == epoch_history(reference_dir)
+    assert final_row(killed_dir) == final_row(reference_dir)
+
+
+@pytest.fixture(scope="module")
+def eight_trials(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("resume")
+    space = {"base": {"dataset": "mfeat", "epochs": 10}, "grid": {"strategy": ["none", "go", "al", "goal"], "seed": [0, 1]}}
+    return write_space(tmp, "resumable", space), tmp / "results"
+
+
+def test_killed_driver_resumes_without_rerunning_finished_trials(ray_address, eight_trials):
+    path, storage = eight_trials
+    experiment = storage / "interrupted"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    driver = subprocess.Popen(
+        SWEEP + [str(path), "--name", "interrupted", "--storage", str(storage), "--address", ray_address],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    deadline = time.monotonic() + 240
+    finished_before = []
+    while time.monotonic() < deadline:
+        if experiment.is_dir():
+            finished_before = [d for d in trial_dirs(experiment) if final_row(d)]
+            if len(finished_before) >= 3:
+                break
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(timeout=60)
+    finished_before = [d for d in trial_dirs(experiment) if final_row(d)]
+    assert 3 <= len(finished_before) < 8
+    epoch_rows_before = {d.name: len([r for r in result_rows(d) if not r.get("final")]) for d in finished_before}
+
+    resumed = run_cli([str(path), "--name", "interrupted", "--storage", str(storage), "--address", ray_address, "--resume"], timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resuming experiment" in resumed.stdout
+    dirs = trial_dirs(experiment)
+    assert len(dirs) == 8 and all(final_row(d) for d in dirs)
+    for d in finished_before:  # no epoch of a finished trial was trained again
+        assert len([r for r in result_rows(d) if not r.get("final")]) == epoch_rows_before[d.name]
+
+    uninterrupted = run_cli([str(path), "--name", "uninterrupted", "--storage", str(storage), "--address", ray_address], timeout=600)
+    assert uninterrupted.returncode == 0, uninterrupted.stdout + uninterrupted.stderr
+    def accuracy_rows(name):  # time per sample and memory differ between any two runs
+        table = pd.read_csv(storage / name / "analysis" / "summary.csv")
+        return table[table["metric"].isin(["test_acc", "test_macro_f1"])].reset_index(drop=True)
+
+    interrupted, reference = accuracy_rows("interrupted"), accuracy_rows("uninterrupted")
+    assert set(interrupted["strategy"]) == {"none", "go", "al", "goal"}
+    pd.testing.assert_frame_equal(interrupted, reference)
+
+
+def test_trial_failing_for_good_is_reported_and_the_rest_are_unaffected(ray_address, tmp_path):
+    space = {"base": FAST, "grid": {"strategy": ["none", "goal"], "seed": [0, 1], "data_root": [None, "/does/not/exist"]}}
+    path = write_space(tmp_path, "partly_broken", space)
+    result = run_cli([str(path), "--name", "partly_broken", "--storage", str(tmp_path), "--address", ray_address, "--max-failures", "1"], timeout=600)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "4 trial(s) failed for good" in result.stdout
+    failure_list = result.stdout.split("4 trial(s) failed for good:\n", 1)[1].splitlines()
+    error_files = [line.split(": ", 1)[1] for line in failure_list if line.endswith("error.txt")]
+    assert len(error_files) == 4
+    for error_file in error_files:
+        assert "data_root" in Path(error_file).read_text()
+    good = [d for d in trial_dirs(tmp_path / "partly_broken") if final_row(d)]
+    assert len(good) == 4
+    summary = (tmp_path / "partly_broken" / "analysis" / "summary.csv").read_text()
+    assert "goal" in summary and "none" in summary
+
+
+def test_optuna_search_inside_each_cell(ray_address, tmp_path):
+    space = {
+        "base": FAST,
+        "grid": {"strategy": ["goal"], "seed": [0]},
+        "search": {"temperature": {"distribution": "loguniform", "low": 0.1, "high": 10.0}, "num_samples": 3},
+    }
+    outcome = run_sweep(parse_space(space), name="searched", storage=str(tmp_path), echo=lambda line: None)
+    assert outcome.finished == 3
+    temperatures = {json.loads((d / "params.json").read_text())["temperature"] for d in trial_dirs(tmp_path / "searched")}
+    assert len(temperatures) == 3 and all(0.1 <= t <= 10.0 for t in temperatures)
