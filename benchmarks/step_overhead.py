@@ -1,14 +1,17 @@
-"""Full training-step time of every registered strategy relative to plain training.
+"""Full training-step time of every registered strategy relative to ``none``.
 
 Two ResNet-18 encoders (audio 1 x 128 x 96 spectrogram, visual 3 x 112 x 112
 frame), batch 16, 6 classes, concat fusion, unimodal heads, SGD. Every variant
 runs the same loss (fused + unimodal cross-entropy) and optimizer step; they
-differ only in the gate (and OGM-GE's post-backward noise). Steps are
-interleaved round by round in a shuffled order, so drift of the machine hits
-all variants alike; the reported figure is the median over rounds of
-(strategy step time / plain step time in the same round).
+differ only in the strategy behind the gate (and OGM-GE's post-backward noise).
+The baseline is ``none``, the plain baseline as the harness trains it (through
+the identity gate, which still records the gradient statistics); a row without
+any gate shows what the gate itself costs. Steps are interleaved round by round
+in a shuffled order, so drift of the machine hits all variants alike; the
+figure reported is the median over rounds of (variant step time / ``none``
+step time in the same round).
 
-    python benchmarks/step_overhead.py [--rounds 20] [--device cuda]
+    python benchmarks/step_overhead.py [--rounds 30] [--strategies none,goal] [--device cuda]
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import torch.nn.functional as F
 import goal_plugin as gp
 from goal_plugin.models import build_network
 
-PLAIN = "plain (no gate)"
+NO_GATE = "(no gate)"
+BASELINE = "none"
 
 
 def make_step(model, optimizer, batch, strategy, device):
@@ -52,12 +56,14 @@ def make_step(model, optimizer, batch, strategy, device):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--strategies", default=",".join(gp.list_strategies()))
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
     model = build_network("resnet18", {"audio": (1, 128, 96), "visual": (3, 1, 112, 112)}, 6).to(device)
@@ -67,7 +73,8 @@ def main() -> None:
         "visual": torch.randn(args.batch_size, 3, 1, 112, 112, device=device),
         "label": torch.randint(0, 6, (args.batch_size,), device=device),
     }
-    variants = {PLAIN: None} | {name: gp.create_strategy(name) for name in args.strategies.split(",")}
+    names = list(dict.fromkeys([BASELINE, *args.strategies.split(",")]))
+    variants = {NO_GATE: None} | {name: gp.create_strategy(name) for name in names}
     steps = {name: make_step(model, optimizer, batch, s, device) for name, s in variants.items()}
     print(f"device {device}, batch {args.batch_size}, {args.rounds} rounds x {len(steps)} variants, "
           f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads", flush=True)
@@ -83,7 +90,7 @@ def main() -> None:
             times[name].append(steps[name]())
         print(f"\rround {round_index + 1}/{args.rounds}", end="", flush=True)
     print()
-    base = times[PLAIN]
+    base = times[BASELINE]
     print(f"{'variant':<18}{'median step (ms)':>18}{'median ratio':>14}{'ratio IQR':>18}")
     for name, values in times.items():
         ratios = sorted(v / b for v, b in zip(values, base))

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", help="Ray cluster to join ('auto' or host:port); default: start a local one")
     parser.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: the space's resources.cpu)")
     parser.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default: resources.gpu)")
-    parser.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
+    parser.add_argument("--max-concurrent", type=int, help="at most this many trials at once (default: as many as the cluster's CPUs/GPUs allow when the sweep starts)")
     parser.add_argument("--max-failures", type=int, default=2, help="retries of a failing trial (default 2)")
     parser.add_argument("--reference", default="goal", help="method the table tests the others against")
     return main_sweep(parser.parse_args(argv))

@@ -276,3 +276,19 @@ def test_optuna_search_inside_each_cell(ray_address, tmp_path):
     assert outcome.finished == 3
     temperatures = {json.loads((d / "params.json").read_text())["temperature"] for d in trial_dirs(tmp_path / "searched")}
     assert len(temperatures) == 3 and all(0.1 <= t <= 10.0 for t in temperatures)
+
+
+def test_table_reference_is_the_default_setting_when_a_sweep_varies_it(tmp_path):
+    from goal_plugin.analysis import load_results
+    from goal_plugin.tune.cli import reference_method
+
+    rows = [
+        {"dataset": "mfeat", "backbone": "mlp", "strategy": s, "temperature": t, "seed": seed, "test_acc": 0.9}
+        for s, temperatures in (("none", [None]), ("goal", [0.2, 1.0]))
+        for t in temperatures
+        for seed in (0, 1)
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "trials.csv", index=False)
+    results = load_results([str(tmp_path / "trials.csv")])
+    assert reference_method(results, "goal") == "goal (T=1)"
+    assert reference_method(results, "none") == "none"

@@ -57,9 +57,31 @@ def final_table(experiment_path: str, reference: str) -> str:
     from goal_plugin.analysis import AnalysisError, load_results, summarise
 
     try:
-        summary = summarise(load_results([experiment_path]), reference=reference, metrics=TABLE_METRICS)
+        results = load_results([experiment_path])
+        reference = reference_method(results, reference)
+        summary = summarise(results, reference=reference, metrics=TABLE_METRICS)
     except AnalysisError as error:
         return f"no table: {error}"
     out_dir = Path(experiment_path) / "analysis"
     summary.write(out_dir)
     return f"{summary.to_terminal()}\n(tables written to {out_dir})"
+
+
+def reference_method(results, strategy: str) -> str:
+    """The reference's method label: when the sweep varied the reference strategy's
+    hyperparameters (a temperature study), the setting with the recipe's defaults."""
+    from goal_plugin.analysis.methods import label_columns, method_labels
+    from goal_plugin.registry import STRATEGIES
+
+    trials = results.trials
+    varied = label_columns(trials, results.config_columns).get(strategy, [])
+    if not varied or strategy not in STRATEGIES.names():
+        return strategy
+    defaults = STRATEGIES.options(strategy)
+    chosen = trials["strategy"] == strategy
+    for column in varied:
+        if column in defaults:
+            chosen &= trials[column] == defaults[column]
+    if not chosen.any():
+        return strategy
+    return method_labels(trials[chosen].head(1), {strategy: varied}).iloc[0]

@@ -32,6 +32,7 @@ ENVIRONMENT = {
     "RAY_AUTH_MODE": "disabled",  # no token written into the home folder for local runs
     "RAY_USAGE_STATS_ENABLED": "0",
     "TUNE_GLOBAL_CHECKPOINT_S": "1",  # experiment + searcher state at most 1 s old
+    "RAY_AIR_NEW_OUTPUT": "0",  # with verbose=0 the legacy reporter prints nothing
 }
 
 
@@ -90,6 +91,9 @@ def run_sweep(
 
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    # Ray keeps one trial pending for a custom searcher unless a concurrency limit is
+    # set, which serialises the sweep: limit it to what the cluster can run now.
+    slots = _trial_slots(cpus, gpus, max_concurrent)
     # Failures are reported by the progress line and the final list (with error files).
     for logger_name in ("ray.tune", "ray.train"):
         logging.getLogger(logger_name).setLevel(logging.CRITICAL)
@@ -120,7 +124,7 @@ def run_sweep(
             tune_config=tune.TuneConfig(
                 search_alg=GridOptunaSearcher(spec),
                 num_samples=spec.total_trials,
-                max_concurrent_trials=max_concurrent,
+                max_concurrent_trials=slots,
                 reuse_actors=True,
                 trial_name_creator=trial_name,
                 trial_dirname_creator=trial_dirname,
@@ -136,7 +140,7 @@ def run_sweep(
         )
     grid = tuner.fit()
     wall = time.monotonic() - started
-    return _outcome(grid, spec, experiment_path, wall, cpus, gpus, max_concurrent)
+    return _outcome(grid, spec, experiment_path, wall, slots)
 
 
 def _trainable():
@@ -145,9 +149,20 @@ def _trainable():
     return train_trial
 
 
-def _outcome(grid, spec, experiment_path, wall, cpus, gpus, max_concurrent) -> SweepOutcome:
+def _trial_slots(cpus: float, gpus: float, max_concurrent: int | None) -> int:
+    """How many trials the cluster can run at once."""
     import ray
 
+    resources = ray.cluster_resources()
+    slots = [resources.get("CPU", 1) / cpus]
+    if gpus > 0:
+        slots.append(resources.get("GPU", 0) / gpus)
+    if max_concurrent:
+        slots.append(max_concurrent)
+    return max(1, int(min(slots)))
+
+
+def _outcome(grid, spec, experiment_path, wall, slots) -> SweepOutcome:
     finished, failed, trial_time = 0, [], 0.0
     for result in grid:
         if result.error is not None:
@@ -158,10 +173,4 @@ def _outcome(grid, spec, experiment_path, wall, cpus, gpus, max_concurrent) -> S
         if metrics.get("final"):
             finished += 1
             trial_time += float(metrics.get("trial_time_s", 0.0))
-    slots = [ray.cluster_resources().get("CPU", 1) / cpus]
-    if gpus > 0:
-        slots.append(ray.cluster_resources().get("GPU", 0) / gpus)
-    if max_concurrent:
-        slots.append(max_concurrent)
-    concurrency = max(1, int(min(slots)))
-    return SweepOutcome(experiment_path, wall, spec.total_trials, finished, failed, trial_time, concurrency)
+    return SweepOutcome(experiment_path, wall, spec.total_trials, finished, failed, trial_time, slots)
