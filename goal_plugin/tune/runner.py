@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from goal_plugin.tune.space import SweepSpec
 ENVIRONMENT = {
     "RAY_AUTH_MODE": "disabled",  # no token written into the home folder for local runs
     "RAY_USAGE_STATS_ENABLED": "0",
-    "TUNE_GLOBAL_CHECKPOINT_S": "1",  # experiment + searcher state at most 1 s old
+    "TUNE_GLOBAL_CHECKPOINT_S": "0",  # save experiment + searcher state after every event
     "RAY_AIR_NEW_OUTPUT": "0",  # with verbose=0 the legacy reporter prints nothing
 }
 
@@ -140,7 +141,28 @@ def run_sweep(
         )
     grid = tuner.fit()
     wall = time.monotonic() - started
+    if "://" not in experiment_path:
+        _drop_forgotten_trials(grid, Path(experiment_path), echo)
     return _outcome(grid, spec, experiment_path, wall, slots)
+
+
+def _drop_forgotten_trials(grid, experiment: Path, echo: Callable[[str], None]) -> None:
+    """Remove trial folders that a killed driver created after its last saved state.
+
+    Ray does not know them after a resume and their grid cell ran again under a new
+    trial; one that never reported anything is deleted (it holds no result), one
+    that did is kept and named, so that nothing measured is lost silently.
+    """
+    known = {Path(result.path).name for result in grid}
+    for folder in sorted(experiment.iterdir()):
+        if folder.name in known or not (folder / "params.json").is_file():
+            continue
+        results = folder / "result.json"
+        if results.is_file() and results.stat().st_size > 0:
+            echo(f"note: {folder.name} is not part of the restored experiment but holds results")
+            continue
+        shutil.rmtree(folder)
+        echo(f"removed {folder.name}: created just before the driver stopped, it never ran")
 
 
 def _trainable():

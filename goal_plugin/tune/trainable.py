@@ -43,6 +43,8 @@ def train_trial(config: dict[str, Any]) -> None:
         final = results["final"]
         final = {**final, "final": True, "trial_time_s": final["train_time_s"] + final["diagnostics_time_s"]}
         checkpoint_dir = workdir / "run" / "checkpoint"
+        if not checkpoint_dir.is_dir():  # resumed after its last epoch: nothing new was saved
+            checkpoint_dir = resume_from
         (checkpoint_dir / FINAL_FILE).write_text(json.dumps(final, default=str))
         tune.report(final, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
     finally:
