@@ -21,9 +21,8 @@ of (variant step time / plain step time in the same round).
 from __future__ import annotations
 
 import argparse
-import random
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +30,9 @@ import torch.nn.functional as F
 import goal_plugin as gp
 from goal_plugin.integrations import feature_space_backward, parameter_space_backward
 from goal_plugin.models import build_network
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _interleaved import compare, timed  # noqa: E402
 
 PLAIN = "plain (no strategy)"
 
@@ -85,17 +87,11 @@ VARIANTS = {
 }
 
 
-def timed_step(model, optimizer, batch, strategy, backward, device):
-    def step() -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
+def make_step(model, optimizer, batch, strategy, backward):
+    def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         backward(model, batch, strategy)
         optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
 
     return step
 
@@ -116,29 +112,15 @@ def main() -> None:
     batch = {m: torch.randn(args.batch_size, *shape, device=device) for m, shape in shapes.items()}
     batch["label"] = torch.randint(0, 6, (args.batch_size,), device=device)
     strategy = gp.create_strategy(args.strategy)
-    steps = {name: timed_step(model, optimizer, batch, strategy, fn, device) for name, fn in VARIANTS.items()}
+    steps = {
+        name: timed(make_step(model, optimizer, batch, strategy, fn), device)
+        for name, fn in VARIANTS.items()
+    }
     encoder_params = sum(p.numel() for p in model.encoders.parameters())
     print(f"device {device}, strategy {args.strategy}, batch {args.batch_size}, small_cnn encoders "
           f"({encoder_params} parameters), {args.rounds} rounds x {len(steps)} variants, "
           f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads", flush=True)
-    for _ in range(args.warmup):
-        for step in steps.values():
-            step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    order = list(steps)
-    rng = random.Random(0)
-    for _ in range(args.rounds):
-        rng.shuffle(order)
-        for name in order:
-            times[name].append(steps[name]())
-    base = times[PLAIN]
-    print(f"{'variant':<22}{'median step (ms)':>18}{'median ratio':>14}{'ratio IQR':>16}")
-    for name, values in times.items():
-        ratios = sorted(v / b for v, b in zip(values, base))
-        quartiles = statistics.quantiles(ratios, n=4)
-        print(f"{name:<22}{1e3 * statistics.median(values):>18.2f}{statistics.median(ratios):>14.3f}"
-              f"{f'{quartiles[0]:.3f}-{quartiles[2]:.3f}':>16}")
-
+    compare(steps, PLAIN, rounds=args.rounds, warmup=args.warmup)
 
 if __name__ == "__main__":
     main()

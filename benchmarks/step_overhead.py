@@ -17,9 +17,8 @@ step time in the same round).
 from __future__ import annotations
 
 import argparse
-import random
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -27,17 +26,17 @@ import torch.nn.functional as F
 import goal_plugin as gp
 from goal_plugin.models import build_network
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _interleaved import compare, timed  # noqa: E402
+
 NO_GATE = "(no gate)"
 BASELINE = "none"
 
 
-def make_step(model, optimizer, batch, strategy, device):
+def make_step(model, optimizer, batch, strategy):
     labels = batch["label"]
 
-    def step() -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
+    def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         out = model(batch, strategy, logits_source="unimodal_head")
         loss = F.cross_entropy(out.fused_logits, labels) + sum(
@@ -47,9 +46,6 @@ def make_step(model, optimizer, batch, strategy, device):
         if strategy is not None:
             strategy.post_backward(model.named_parameters(), model.encoder_prefixes())
         optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
 
     return step
 
@@ -75,29 +71,10 @@ def main() -> None:
     }
     names = list(dict.fromkeys([BASELINE, *args.strategies.split(",")]))
     variants = {NO_GATE: None} | {name: gp.create_strategy(name) for name in names}
-    steps = {name: make_step(model, optimizer, batch, s, device) for name, s in variants.items()}
+    steps = {name: timed(make_step(model, optimizer, batch, s), device) for name, s in variants.items()}
     print(f"device {device}, batch {args.batch_size}, {args.rounds} rounds x {len(steps)} variants, "
           f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads", flush=True)
-    for _ in range(args.warmup):
-        for step in steps.values():
-            step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    order = list(steps)
-    rng = random.Random(0)
-    for round_index in range(args.rounds):
-        rng.shuffle(order)
-        for name in order:
-            times[name].append(steps[name]())
-        print(f"\rround {round_index + 1}/{args.rounds}", end="", flush=True)
-    print()
-    base = times[BASELINE]
-    print(f"{'variant':<18}{'median step (ms)':>18}{'median ratio':>14}{'ratio IQR':>18}")
-    for name, values in times.items():
-        ratios = sorted(v / b for v, b in zip(values, base))
-        quartiles = statistics.quantiles(ratios, n=4)
-        print(f"{name:<18}{1e3 * statistics.median(values):>18.2f}{statistics.median(ratios):>14.4f}"
-              f"{f'{quartiles[0]:.3f}-{quartiles[2]:.3f}':>18}")
-
+    compare(steps, BASELINE, rounds=args.rounds, warmup=args.warmup)
 
 if __name__ == "__main__":
     main()

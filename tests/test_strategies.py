@@ -271,6 +271,8 @@ def test_bad_inputs_raise_clear_errors(name):
         strategy.modify(grads, logits[:1], labels)
     with pytest.raises(ValueError, match="labels"):
         strategy.modify(grads, logits, labels[:2])
+    with pytest.raises(ValueError, match="classes"):
+        strategy.modify(grads, [logits[0], logits[1][:, :3]], labels)
 
 
 @pytest.mark.parametrize("name", WITH_DIRECTION)

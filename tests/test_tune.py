@@ -108,7 +108,8 @@ def test_searcher_hands_out_rounds_and_restores_its_studies(tmp_path):
         searcher.on_trial_complete(f"t{i}", {"val_acc": 0.5 + 0.01 * i, "final": True})
     searcher.save(str(tmp_path / "state.pkl"))
     restored = GridOptunaSearcher(spec)
-    restored.restore(str(tmp_path / "state.pkl"))
+    with pytest.warns(UserWarning, match="not reconciled"):  # no Ray experiment state here
+        restored.restore(str(tmp_path / "state.pkl"))
     rest = [restored.suggest(f"u{i}") for i in range(4)]
     assert [c["strategy"] for c in rest] == ["goal"] * 4
     assert [c["seed"] for c in rest] == [0, 1, 0, 1]
@@ -116,6 +117,35 @@ def test_searcher_hands_out_rounds_and_restores_its_studies(tmp_path):
     assert len(restored.studies[2].trials) == 3  # the study of cell (goal, seed 0) continued
     restored.on_trial_complete("u0", None, error=True)
     assert restored.studies[2].trials[1].state.name == "FAIL"
+
+
+def test_searcher_reconciles_with_the_trials_ray_restores():
+    """Ray saves the experiment state and the searcher state as separate files; after a
+    driver died between the two, the trials Ray restores decide what counts as issued."""
+    spec = searched_spec(num_samples=2)
+    searcher = GridOptunaSearcher(spec)
+    configs = {f"t{i}": searcher.suggest(f"t{i}") for i in range(5)}  # round 1, then goal s0 again
+    searcher.on_trial_complete("t0", {"val_acc": 0.9})
+    known = [
+        # t0 (none, seed 0) finished and was told; t1 finished after the searcher state was saved
+        {"trial_id": "t0", "config": configs["t0"], "status": "TERMINATED", "last_result": {"val_acc": 0.9}},
+        {"trial_id": "t1", "config": configs["t1"], "status": "TERMINATED", "last_result": {"val_acc": 0.8}},
+        # t2 (goal, seed 0, searched) finished after the save: its value must reach the study
+        {"trial_id": "t2", "config": configs["t2"], "status": "TERMINATED", "last_result": {"val_acc": 0.7}},
+        # t3 (goal, seed 1) still running; t4 was suggested but never saved by Ray
+        {"trial_id": "t3", "config": configs["t3"], "status": "RUNNING", "last_result": {}},
+        # a trial Ray created after the searcher state was saved (the searcher never saw it)
+        {"trial_id": "x9", "config": {**configs["t3"], "temperature": 0.5}, "status": "TERMINATED", "last_result": {"val_acc": 0.6}},
+    ]
+    searcher.reconcile(known)
+    cells = [(c.config["strategy"], c.config["seed"]) for c in spec.cells]
+    assert dict(zip(cells, searcher.issued)) == {("none", 0): 1, ("none", 1): 1, ("goal", 0): 1, ("goal", 1): 2}
+    assert set(searcher.pending) == {"t3"}
+    goal_s0, goal_s1 = searcher.studies[cells.index(("goal", 0))], searcher.studies[cells.index(("goal", 1))]
+    assert [t.state.name for t in goal_s0.trials] == ["COMPLETE", "FAIL"]  # t2 told, t4 dropped
+    assert goal_s0.trials[0].value == 0.7
+    assert any(t.value == 0.6 and t.params == {"temperature": 0.5} for t in goal_s1.trials)
+    assert searcher.suggest("n1")["strategy"] == "goal" and searcher.suggest("n1b") == "FINISHED"
 
 
 # ------------------------------------------------------------ real Ray runs

@@ -147,7 +147,8 @@ def _trial_folders(root: Path) -> Iterator[Path]:
         if "params.json" in files:
             subfolders.clear()  # checkpoints inside a trial are not trials
             yield Path(folder)
-        subfolders.sort()
+        # Hidden folders hold what the sweep runner set aside (e.g. ``.superseded``).
+        subfolders[:] = sorted(s for s in subfolders if not s.startswith("."))
 
 
 def _from_experiment(folders: list[Path], notes: list[str]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -17,10 +18,16 @@ def to_space(stacked: Tensor, space: str) -> Tensor:
     return stacked.reshape(stacked.shape[0], 1, -1)
 
 
+@functools.lru_cache(maxsize=32)
+def pair_indices(num_modalities: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Row and column indices of the pairs i < j (cached: this runs every step)."""
+    return tuple(torch.triu_indices(num_modalities, num_modalities, offset=1, device=device))
+
+
 def pairwise_cosines(stacked: Tensor) -> tuple[Tensor, Tensor]:
     """Inner products and cosines of every modality pair i < j, shape (N, P) each."""
     gram = torch.einsum("mnd,knd->nmk", stacked, stacked)
-    rows, cols = torch.triu_indices(stacked.shape[0], stacked.shape[0], offset=1, device=gram.device)
+    rows, cols = pair_indices(stacked.shape[0], gram.device)
     norms = gram.diagonal(dim1=1, dim2=2).clamp_min(0).sqrt()
     dots = gram[:, rows, cols]
     denominator = (norms[:, rows] * norms[:, cols]).clamp_min(torch.finfo(gram.dtype).tiny)
@@ -42,7 +49,7 @@ class StepStats:
         if before is None or after is None:
             return cls(weights, None, None, None)
         dots, cos_before = pairwise_cosines(before)
-        rows, cols = torch.triu_indices(len(weights), len(weights), offset=1, device=weights.device)
+        rows, cols = pair_indices(len(weights), weights.device)
         # The sign of a pair's inner product after scaling is what the direction step sees.
         scaled_dots = dots * weights[rows] * weights[cols]
         conflict = (scaled_dots < 0).to(dots.dtype).mean()

@@ -206,6 +206,10 @@ class Strategy:
                 )
             if z.shape[1] < 2:
                 raise ValueError(f"logits[{index}] must have at least 2 classes, got {z.shape[1]}")
+            if z.shape[1] != logits[0].shape[1]:
+                raise ValueError(
+                    f"logits[{index}] has {z.shape[1]} classes, logits[0] has {logits[0].shape[1]}"
+                )
 
     # -------------------------------------------------------------------- math
     def modify(
@@ -237,22 +241,21 @@ class Strategy:
                     else [],
                     labels.to(device) if labels is not None else None,
                 ).to(work_dtype)
-            scaled = [w * g for w, g in zip(weights.unbind(), flat)]
-            equal_sizes = len({g.shape[1] for g in flat}) == 1
-            stacked_in = (
-                _geometry.to_space(torch.stack(flat), self.stats_space) if equal_sizes else None
-            )
-            if self.direction is None:
-                out = scaled
-                stacked_out = (
-                    _geometry.to_space(torch.stack(scaled), self.stats_space) if equal_sizes else None
-                )
+            if len({g.shape[1] for g in flat}) > 1:  # no inner products across modalities
+                out = [w * g for w, g in zip(weights.unbind(), flat)]
+                self._stats = _geometry.StepStats.measure(weights, None, None)
             else:
-                stacked_out = self.direction.apply(
-                    _geometry.to_space(torch.stack(scaled), self.direction.space)
+                stacked = torch.stack(flat)  # (M, B, D)
+                result = stacked * weights[:, None, None]
+                if self.direction is not None:
+                    in_space = _geometry.to_space(result, self.direction.space)
+                    result = self.direction.apply(in_space).reshape(stacked.shape)
+                self._stats = _geometry.StepStats.measure(
+                    weights,
+                    _geometry.to_space(stacked, self.stats_space),
+                    _geometry.to_space(result, self.stats_space),
                 )
-                out = list(stacked_out.reshape(len(flat), *flat[0].shape).unbind())
-            self._stats = _geometry.StepStats.measure(weights, stacked_in, stacked_out)
+                out = result.unbind()
             self._materialised_stats = None
         return [o.reshape(g.shape).to(g.dtype) for o, g in zip(out, grads)]
 

@@ -34,8 +34,8 @@ class AdaptiveLeveraging(MagnitudeStep):
 
     def weights(self, logits: Sequence[Tensor], labels: Tensor | None) -> Tensor:
         num_classes = logits[0].shape[1]
-        confidence = torch.stack([1 - _entropy(z) / math.log(num_classes) for z in logits], dim=1)
-        return torch.softmax(confidence / self.temperature, dim=1).mean(dim=0)
+        confidence = 1 - _entropy(torch.stack(logits)) / math.log(num_classes)  # (M, B)
+        return torch.softmax(confidence / self.temperature, dim=0).mean(dim=1)
 
 
 def _true_class_score(logits: Tensor, labels: Tensor) -> Tensor:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from goal_plugin.tune.space import SweepSpec
+from goal_plugin.tune.storage import atomic_local_filesystem
 
 ENVIRONMENT = {
     "RAY_AUTH_MODE": "disabled",  # no token written into the home folder for local runs
@@ -106,10 +107,15 @@ def run_sweep(
     progress = ProgressCallback(spec.total_trials, metric, mode, echo)
     trainable = tune.with_resources(_trainable(), {"cpu": cpus, "gpu": gpus})
     started = time.monotonic()
-    if tune.Tuner.can_restore(experiment_path):
+    filesystem = None if "://" in storage_path else atomic_local_filesystem()
+    if tune.Tuner.can_restore(experiment_path, storage_filesystem=filesystem):
         echo(f"resuming experiment {experiment_path}: finished trials are kept, the rest continue")
         tuner = tune.Tuner.restore(
-            experiment_path, trainable, resume_unfinished=True, resume_errored=True
+            experiment_path,
+            trainable,
+            resume_unfinished=True,
+            resume_errored=True,
+            storage_filesystem=filesystem,
         )
     else:
         if resume:
@@ -133,6 +139,7 @@ def run_sweep(
             run_config=tune.RunConfig(
                 name=name,
                 storage_path=storage_path,
+                storage_filesystem=filesystem,
                 failure_config=tune.FailureConfig(max_failures=max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 verbose=0,
@@ -146,12 +153,16 @@ def run_sweep(
     return _outcome(grid, spec, experiment_path, wall, slots)
 
 
-def _drop_forgotten_trials(grid, experiment: Path, echo: Callable[[str], None]) -> None:
-    """Remove trial folders that a killed driver created after its last saved state.
+SUPERSEDED = ".superseded"
 
-    Ray does not know them after a resume and their grid cell ran again under a new
-    trial; one that never reported anything is deleted (it holds no result), one
-    that did is kept and named, so that nothing measured is lost silently.
+
+def _drop_forgotten_trials(grid, experiment: Path, echo: Callable[[str], None]) -> None:
+    """Set aside trial folders that a killed driver created after its last saved state.
+
+    Ray does not know them after a resume, and their grid cell ran again under a
+    new trial. One that never reported anything is deleted (it holds no result);
+    one that did is moved to ``<experiment>/.superseded/`` (hidden folders are not
+    read by the analysis), so that nothing is counted twice or lost silently.
     """
     known = {Path(result.path).name for result in grid}
     for folder in sorted(experiment.iterdir()):
@@ -159,10 +170,12 @@ def _drop_forgotten_trials(grid, experiment: Path, echo: Callable[[str], None]) 
             continue
         results = folder / "result.json"
         if results.is_file() and results.stat().st_size > 0:
-            echo(f"note: {folder.name} is not part of the restored experiment but holds results")
-            continue
-        shutil.rmtree(folder)
-        echo(f"removed {folder.name}: created just before the driver stopped, it never ran")
+            (experiment / SUPERSEDED).mkdir(exist_ok=True)
+            shutil.move(str(folder), str(experiment / SUPERSEDED / folder.name))
+            echo(f"moved {folder.name} to {SUPERSEDED}/: its cell ran again after the resume")
+        else:
+            shutil.rmtree(folder)
+            echo(f"removed {folder.name}: created just before the driver stopped, it never ran")
 
 
 def _trainable():

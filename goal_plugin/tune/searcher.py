@@ -3,20 +3,33 @@
 Ray's OptunaSearch refuses ``grid_search``; this searcher plays both roles. It
 hands out the grid cells round by round (sample k of every cell before sample
 k + 1 of any), so a cell's Optuna study has results from earlier rounds when
-it is asked again. Cells without searchable parameters get one trial. The
-state (cursor, pending trials, every study) is saved with the experiment and
-restored with it, so a resumed sweep continues the same studies.
+it is asked again. Cells without searchable parameters get one trial.
+
+The state (per-cell counts, pending trials, every study) is saved with the
+experiment. Ray saves the experiment state and the searcher state as separate
+files, so a driver killed between the two leaves them out of step; on restore
+the searcher therefore reconciles itself with the trials of the experiment
+state that Ray restores (``experiment_state-*.json``): every trial Ray knows
+counts for its cell (so no cell runs twice), a trial only the searcher knew is
+forgotten (so its cell runs again), and results Ray recorded but the studies
+missed are told to them.
 """
 
 from __future__ import annotations
 
+import glob
+import json
 import math
+import os
 import pickle
+import warnings
 from typing import Any
 
 from ray.tune.search import Searcher
 
 from goal_plugin.tune.space import SweepSpec
+
+FINISHED_STATUSES = ("TERMINATED", "ERROR")
 
 
 class GridOptunaSearcher(Searcher):
@@ -27,8 +40,7 @@ class GridOptunaSearcher(Searcher):
         self.seed = seed
         self.cells = list(spec.cells)
         self.budgets = [spec.trials_in(cell) for cell in self.cells]
-        self.round = 0
-        self.cursor = 0
+        self.issued = [0] * len(self.cells)
         self.studies: dict[int, Any] = {}
         self.pending: dict[str, tuple[int, int | None]] = {}
 
@@ -45,44 +57,54 @@ class GridOptunaSearcher(Searcher):
             self.studies[index] = optuna.create_study(direction=direction, sampler=sampler)
         return self.studies[index]
 
+    def _distributions(self, index: int) -> dict[str, Any]:
+        params = self.spec.search.params
+        return {name: params[name].optuna_distribution() for name in self.cells[index].search_params}
+
     def _next_cell(self) -> int | None:
-        rounds = max(self.budgets, default=0)
-        while self.round < rounds:
-            while self.cursor < len(self.cells):
-                index = self.cursor
-                self.cursor += 1
-                if self.round < self.budgets[index]:
-                    return index
-            self.round += 1
-            self.cursor = 0
-        return None
+        open_cells = [i for i, (n, budget) in enumerate(zip(self.issued, self.budgets)) if n < budget]
+        return min(open_cells, key=lambda i: (self.issued[i], i)) if open_cells else None
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         index = self._next_cell()
         if index is None:
             return Searcher.FINISHED
-        cell = self.cells[index]
-        config = dict(cell.config)
+        config = dict(self.cells[index].config)
         number = None
-        if cell.search_params:
-            params = {name: self.spec.search.params[name] for name in cell.search_params}
-            trial = self._study(index).ask({n: p.optuna_distribution() for n, p in params.items()})
+        if self.cells[index].search_params:
+            trial = self._study(index).ask(self._distributions(index))
             config.update(trial.params)
             number = trial.number
+        self.issued[index] += 1
         self.pending[trial_id] = (index, number)
         return config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         index, number = self.pending.pop(trial_id, (None, None))
-        if number is None:
-            return
+        if index is not None and self.cells[index].search_params:
+            self._tell(index, number, None if error else result)
+
+    def _tell(self, index: int, number: int | None, result: dict | None) -> None:
+        """Report a finished trial to its cell's study (``number`` None: not asked by it)."""
         import optuna
 
-        value = None if (error or result is None) else result.get(self.spec.search.metric)
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            self._study(index).tell(number, float(value))
-        else:
-            self._study(index).tell(number, state=optuna.trial.TrialState.FAIL)
+        value = None if result is None else result.get(self.spec.search.metric)
+        finite = isinstance(value, (int, float)) and math.isfinite(value)
+        study = self._study(index)
+        if number is not None:
+            if finite:
+                study.tell(number, float(value))
+            else:
+                study.tell(number, state=optuna.trial.TrialState.FAIL)
+        elif finite:
+            config = (result or {}).get("config") or {}
+            params = {name: config[name] for name in self.cells[index].search_params if name in config}
+            if len(params) == len(self.cells[index].search_params):
+                study.add_trial(
+                    optuna.trial.create_trial(
+                        params=params, distributions=self._distributions(index), value=float(value)
+                    )
+                )
 
     def best_per_cell(self) -> list[tuple[str, dict[str, Any], float]]:
         """(cell label, best parameters, best value) of every searched cell."""
@@ -93,9 +115,9 @@ class GridOptunaSearcher(Searcher):
                 rows.append((self.cells[index].label(), study.best_params, study.best_value))
         return rows
 
+    # ----------------------------------------------------------- save / restore
     def get_state(self) -> dict[str, Any]:
-        keys = ("round", "cursor", "studies", "pending")
-        return {key: getattr(self, key) for key in keys}
+        return {key: getattr(self, key) for key in ("issued", "studies", "pending")}
 
     def set_state(self, state: dict[str, Any]) -> None:
         for key, value in state.items():
@@ -109,3 +131,75 @@ class GridOptunaSearcher(Searcher):
         # Written by ``save`` of this experiment's own driver (Ray's searcher-state file).
         with open(checkpoint_path, "rb") as handle:
             self.set_state(pickle.load(handle))
+        known = ray_trials(os.path.dirname(checkpoint_path))
+        if known is None:
+            warnings.warn("no readable experiment state next to the searcher state: not reconciled")
+            return
+        self.reconcile(known)
+
+    def reconcile(self, known: list[dict[str, Any]]) -> None:
+        """Make the counts and pending trials agree with the trials Ray restores.
+
+        ``known``: dicts with ``trial_id``, ``config``, ``status`` and ``last_result``.
+        """
+        issued = [0] * len(self.cells)
+        pending: dict[str, tuple[int, int | None]] = {}
+        for trial in known:
+            index = self._cell_of(trial["config"])
+            if index is None:
+                continue
+            issued[index] += 1
+            _, number = self.pending.get(trial["trial_id"], (index, None))
+            if trial["status"] not in FINISHED_STATUSES:
+                pending[trial["trial_id"]] = (index, number)
+            elif self.cells[index].search_params and (
+                trial["trial_id"] in self.pending or not self._study_has(index, trial["config"])
+            ):
+                # Finished after the searcher state was saved: its result never reached the study.
+                result = None if trial["status"] == "ERROR" else trial["last_result"]
+                self._tell(index, number, {**(result or {}), "config": trial["config"]})
+        known_ids = {trial["trial_id"] for trial in known}
+        for trial_id, (index, number) in self.pending.items():
+            if trial_id not in known_ids and number is not None:
+                self._tell(index, number, None)  # asked, but Ray never kept the trial
+        self.issued = [min(n, budget) for n, budget in zip(issued, self.budgets)]
+        self.pending = pending
+
+    def _study_has(self, index: int, config: dict[str, Any]) -> bool:
+        names = self.cells[index].search_params
+        wanted = {name: config.get(name) for name in names}
+        return any(trial.params == wanted for trial in self._study(index).trials)
+
+    def _cell_of(self, config: dict[str, Any]) -> int | None:
+        def canonical(mapping):
+            return json.dumps(mapping, sort_keys=True, default=str)
+
+        for index, cell in enumerate(self.cells):
+            fixed = {k: v for k, v in cell.config.items() if k not in cell.search_params}
+            if canonical({k: config.get(k) for k in fixed}) == canonical(fixed):
+                return index
+        return None
+
+
+def ray_trials(experiment_dir: str) -> list[dict[str, Any]] | None:
+    """The trials of the newest experiment state Ray will restore, or None if unreadable."""
+    files = sorted(glob.glob(os.path.join(experiment_dir, "experiment_state-*.json")))
+    if not files:
+        return None
+    try:
+        with open(files[-1]) as handle:
+            state = json.load(handle)
+        trials = []
+        for trial_json, metadata_json in state["trial_data"]:
+            trial, metadata = json.loads(trial_json), json.loads(metadata_json)
+            trials.append(
+                {
+                    "trial_id": trial["trial_id"],
+                    "config": trial["config"],
+                    "status": trial["status"],
+                    "last_result": metadata.get("last_result") or {},
+                }
+            )
+        return trials
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

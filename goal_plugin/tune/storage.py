@@ -1,0 +1,124 @@
+"""Local experiment storage whose files are replaced atomically.
+
+Ray Tune writes the experiment state (trials, searcher) into a staging folder
+and copies it into the storage folder file by file, writing each file in place.
+A driver killed during that copy leaves a truncated ``experiment_state-*.json``
+that no resume can read. This filesystem writes every file under a temporary
+name and renames it into place when it is closed, so a file in the storage
+folder is always a complete version (old or new).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import pyarrow
+import pyarrow.fs as pafs
+
+
+class _ReplaceOnClose:
+    """A binary file handle that becomes ``path`` only when closed."""
+
+    def __init__(self, path: str):
+        self.path = path
+        directory = os.path.dirname(path) or "."
+        fd, self.temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
+        self.handle = os.fdopen(fd, "wb")
+
+    @property
+    def closed(self) -> bool:
+        return self.handle.closed
+
+    def write(self, data) -> int:
+        return self.handle.write(data)
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+    def tell(self) -> int:
+        return self.handle.tell()
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return False
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        if self.handle.closed:
+            return
+        self.handle.close()
+        os.replace(self.temporary, self.path)
+
+
+class AtomicLocalHandler(pafs.FileSystemHandler):
+    """``pyarrow.fs.PyFileSystem`` handler: the local filesystem, atomic writes."""
+
+    def __init__(self) -> None:
+        self.local = pafs.LocalFileSystem()
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, AtomicLocalHandler)
+
+    def __ne__(self, other) -> bool:
+        return not self == other
+
+    def __reduce__(self):  # Ray ships the filesystem to its workers
+        return (AtomicLocalHandler, ())
+
+    def get_type_name(self) -> str:
+        return "goal_plugin_atomic_local"
+
+    def normalize_path(self, path: str) -> str:
+        return self.local.normalize_path(path)
+
+    def get_file_info(self, paths):
+        return self.local.get_file_info(paths)
+
+    def get_file_info_selector(self, selector):
+        return self.local.get_file_info(selector)
+
+    def create_dir(self, path: str, recursive: bool) -> None:
+        self.local.create_dir(path, recursive=recursive)
+
+    def delete_dir(self, path: str) -> None:
+        self.local.delete_dir(path)
+
+    def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:
+        self.local.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
+
+    def delete_root_dir_contents(self) -> None:
+        raise OSError("refusing to delete the contents of the filesystem root")
+
+    def delete_file(self, path: str) -> None:
+        self.local.delete_file(path)
+
+    def move(self, src: str, dest: str) -> None:
+        self.local.move(src, dest)
+
+    def copy_file(self, src: str, dest: str) -> None:
+        target = _ReplaceOnClose(dest)
+        with open(src, "rb") as source:
+            shutil.copyfileobj(source, target.handle)
+        target.close()
+
+    def open_input_stream(self, path: str):
+        return self.local.open_input_stream(path)
+
+    def open_input_file(self, path: str):
+        return self.local.open_input_file(path)
+
+    def open_output_stream(self, path: str, metadata):
+        return pyarrow.PythonFile(_ReplaceOnClose(path), mode="w")
+
+    def open_append_stream(self, path: str, metadata):
+        return self.local.open_append_stream(path)
+
+
+def atomic_local_filesystem() -> pafs.FileSystem:
+    return pafs.PyFileSystem(AtomicLocalHandler())
