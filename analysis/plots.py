@@ -1,10 +1,12 @@
 """Figures (PNG and PDF) from finished sweeps.
 
-    python analysis/plots.py INPUT... --out DIR
+    python analysis/plots.py INPUT... --out DIR [--kinds curves,weights]
 
 INPUT: a Ray Tune experiment folder (or a folder of them) or a tidy CSV with
 one row per trial (CSV inputs have no per-epoch rows, so only the temperature
 and diagnostics figures). Input errors: one line "error: ..." and exit status 2.
+Prints the written files, one per line; see goal_plugin.analysis.plots for
+what each figure shows and how the files are named.
 """
 
 from __future__ import annotations
@@ -13,24 +15,31 @@ import argparse
 import sys
 
 from goal_plugin.analysis import AnalysisError, load_results
-from goal_plugin.analysis.plots import make_plots
+from goal_plugin.analysis.plots import KINDS, make_plots
+
+NOTHING = "nothing to plot: no per-epoch rows, temperatures or diagnostics"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="experiment folder or tidy CSV")
     parser.add_argument("--out", required=True, help="folder for the figures")
+    parser.add_argument(
+        "--kinds",
+        type=lambda text: [k.strip() for k in text.split(",") if k.strip()],
+        help=f"comma-separated figure kinds to draw (default: all): {', '.join(KINDS)}",
+    )
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.kinds or ()) - set(KINDS))
+    if unknown:
+        print(f"error: unknown figure kind(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
     try:
-        paths = make_plots(load_results(args.inputs), args.out)
+        paths = make_plots(load_results(args.inputs), args.out, args.kinds)
     except AnalysisError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(
-        "\n".join(map(str, paths))
-        if paths
-        else "nothing to plot: no per-epoch rows, temperatures or diagnostics"
-    )
+    print("\n".join(map(str, paths)) if paths else NOTHING)
     return 0
 
 

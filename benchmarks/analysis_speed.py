@@ -67,7 +67,7 @@ def write_experiment(root: Path, epochs: int) -> int:
 def timed(label: str, action):
     start = time.perf_counter()
     value = action()
-    print(f"{label:<32} {time.perf_counter() - start:6.2f} s")
+    print(f"{label:<40} {time.perf_counter() - start:6.2f} s")
     return value
 
 
@@ -85,17 +85,12 @@ def main() -> None:
         summary = timed("summarise", lambda: summarise(results, reference=REFERENCE))
         timed("Summary.write", lambda: summary.write(base / "tables"))
         timed("make_plots", lambda: make_plots(results, base / "plots"))
-        for script in ("tables", "plots"):
-            command = [
-                sys.executable,
-                str(ROOT / "analysis" / f"{script}.py"),
-                str(experiment),
-                "--out",
-                str(base / f"cli_{script}"),
-            ]
-            command += ["--reference", REFERENCE] if script == "tables" else []
+        for script, options in (("tables", ["--reference", REFERENCE]), ("plots", [])):
+            command = [sys.executable, str(ROOT / "analysis" / f"{script}.py"), str(experiment)]
+            command += ["--out", str(base / f"cli_{script}"), *options]
+            shown = f"analysis/{script}.py"
             run = timed(
-                f"CLI analysis/{script}.py (process)",
+                f"CLI {shown} (process)",
                 partial(subprocess.run, command, capture_output=True, check=False),
             )
             if run.returncode:

@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from goal_plugin.analysis import AnalysisError, load_results, summarise
-from goal_plugin.analysis.plots import cosine_histograms, make_plots, mean_band
+from goal_plugin.analysis import AnalysisError, load_results, plots, summarise
+from goal_plugin.analysis.plots import KINDS, cosine_histograms, make_plots, mean_band
 from goal_plugin.analysis.stats import wilcoxon
 from tests._analysis_fixtures import (
     epoch_row,
@@ -453,27 +454,156 @@ def test_only_errored_trials_is_an_error(tmp_path):
 # ----------------------------------------------------------------------------- figures
 
 
-def test_figures_from_a_temperature_sweep(tmp_path):
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures make_plots saves, by file stem, next to the files themselves."""
+    figures = {}
+    save = plots._save
+
+    def recording_save(figure, stem):
+        figures[stem.name] = figure
+        return save(figure, stem)
+
+    monkeypatch.setattr(plots, "_save", recording_save)
+    return figures
+
+
+def titles(figure) -> list[str]:
+    return [ax.get_title() for ax in figure.axes]
+
+
+def legend_labels(figure) -> list[str]:
+    (legend,) = figure.legends  # one legend per figure, none per panel
+    assert not any(ax.get_legend() for ax in figure.axes)
+    return [text.get_text() for text in legend.get_texts()]
+
+
+def test_figures_from_a_temperature_sweep(tmp_path, drawn):
     root = tmp_path / "sweep"
     for seed in (0, 1, 2):
         finished_trial(root, "none", seed, 0.85 + 0.01 * seed)
         for temperature in (0.5, 1.0, 2.0):
             finished_trial(root, "goal", seed, 0.9 + 0.01 * seed, temperature=temperature)
+    finished_trial(root, "ogm", 0, 0.8)  # one seed: a line without a band
     results = load_results([root])
     paths = make_plots(results, tmp_path / "plots")
-    stems = {p.stem for p in paths}
-    assert stems == {
-        f"{kind}_mfeat_mlp"
-        for kind in ("temperature", "diagnostics", "curves", "weights", "cosine")
-    }
-    assert {p.suffix for p in paths} == {".png", ".pdf"}
+    assert [p.name for p in paths] == [f"{k}{suffix}" for k in KINDS for suffix in (".png", ".pdf")]
     for path in paths:
         assert path.read_bytes()[:4] in (b"\x89PNG", b"%PDF")
+    for kind in KINDS:
+        with Image.open(tmp_path / "plots" / f"{kind}.png") as image:
+            image.verify()
+        with Image.open(tmp_path / "plots" / f"{kind}.png") as image:
+            image.load()
+            inches = drawn[kind].get_size_inches()
+            assert image.mode == "RGB" and np.allclose(image.size, inches * 150, atol=1)
+            assert round(image.info["dpi"][0]) == 150
+
+    methods = ["goal (T=0.5)", "goal (T=1)", "goal (T=2)", "none", "ogm"]
+    temperature = drawn["temperature"]
+    assert titles(temperature) == ["mfeat/mlp"] * 2
+    assert [ax.get_ylabel() for ax in temperature.axes] == ["Acc (%)", "Macro-F1 (%)"]
+    assert legend_labels(temperature) == ["goal"]
+    (curves,) = drawn["curves"].axes
+    assert curves.get_title() == "mfeat/mlp" and curves.get_xlabel() == "epoch"
+    assert [line.get_label() for line in curves.get_lines()] == methods
+    (bands,) = curves.collections
+    assert len(bands.get_paths()) == 4  # ogm ran one seed: no interval
+    assert legend_labels(drawn["curves"]) == methods
+    assert titles(drawn["weights"]) == ["mfeat/mlp · pix", "mfeat/mlp · fou"]
+    assert legend_labels(drawn["weights"]) == methods
+    (cosine,) = drawn["cosine"].axes
+    assert [t.get_text() for t in cosine.get_yticklabels()] == methods[::-1]
+    assert legend_labels(drawn["cosine"]) == ["before", "after"]
+    diagnostics = drawn["diagnostics"]
+    assert titles(diagnostics) == ["mfeat/mlp"] * 2
+    assert [ax.get_ylabel() for ax in diagnostics.axes] == [
+        "linear-probe accuracy (%)",
+        "mean CCA",
+    ]
+    assert [t.get_text() for t in diagnostics.axes[0].get_xticklabels()] == methods
+    assert legend_labels(diagnostics) == ["pix", "fou"]
+
     epochs = results.epochs.assign(method=results.epochs["strategy"])
     before, after = cosine_histograms(epochs)["none"]
     runs = epochs[epochs["strategy"] == "none"]
     assert before.tolist() == np.sum(runs["cosine_hist_before"].tolist(), axis=0).tolist()
     assert after.sum() == sum(map(sum, runs["cosine_hist_after"]))
+
+
+def test_every_unit_is_a_panel_group_of_one_figure_per_kind_and_page(
+    tmp_path, drawn, monkeypatch
+):
+    monkeypatch.setattr(plots, "ROWS_PER_PAGE", 2)
+    root = tmp_path / "sweep"
+    units = [(d, b) for d in ("mfeat", "cremad", "ucf101") for b in ("mlp", "resnet18")]
+    for dataset, backbone in units:
+        for seed in (0, 1):
+            unit = {"dataset": dataset, "backbone": backbone}
+            finished_trial(root, "none", seed, 0.8, **unit)
+            for temperature in (0.5, 2.0):
+                finished_trial(root, "goal", seed, 0.9, temperature=temperature, **unit)
+    paths = make_plots(load_results([root]), tmp_path / "plots")
+    assert len(paths) == 2 * len(drawn) and {p.stem for p in paths} == set(drawn)
+    names = sorted(f"{d}/{b}" for d, b in units)
+    # Panels per unit: temperature 2 metrics, curves 1, weights 2 modalities, cosine 1,
+    # diagnostics probe accuracy and CCA.
+    per_unit = {"temperature": 2, "curves": 1, "weights": 2, "cosine": 1, "diagnostics": 2}
+    methods = ["goal (T=0.5)", "goal (T=2)", "none"]
+    legends = {
+        "temperature": ["goal"],
+        "curves": methods,
+        "weights": methods,
+        "cosine": ["before", "after"],
+        "diagnostics": ["pix", "fou"],
+    }
+    for kind, panels in per_unit.items():
+        pages = sorted(stem for stem in drawn if stem.split("_p")[0] == kind)
+        if len(pages) > 1:
+            assert pages == [f"{kind}_p{i}" for i in range(1, len(pages) + 1)]
+        else:
+            assert pages == [kind]
+        shown = [t.split(" · ")[0] for page in pages for t in titles(drawn[page])]
+        assert shown == [name for name in names for _ in range(panels)], kind
+        for page in pages:
+            figure = drawn[page]
+            assert figure.axes[0].get_gridspec().nrows <= 2
+            first = figure.axes[0]
+            assert all(first.get_shared_x_axes().joined(first, ax) for ax in figure.axes)
+            assert legend_labels(figure) == legends[kind]
+    # Units of several pages split evenly: 6 groups of 2 panels, 2 to a row, 2 rows a page.
+    assert [len(drawn[f"temperature_p{i}"].axes) for i in (1, 2)] == [6, 6]
+    curves = drawn["curves"]
+    bottom = [ax for ax in curves.axes if ax.get_xlabel() == "epoch"]
+    assert 0 < len(bottom) < len(curves.axes)
+    for ax in curves.axes:  # tick labels under the lowest panel of each column only
+        shown = any(tick.label1.get_visible() for tick in ax.xaxis.get_major_ticks())
+        assert shown == (ax in bottom)
+    weights = drawn["weights_p1"] if "weights_p1" in drawn else drawn["weights"]
+    first = weights.axes[0]
+    assert all(first.get_shared_y_axes().joined(first, ax) for ax in weights.axes)
+
+
+def test_degenerate_inputs_give_no_figures_or_a_clear_message(tmp_path, capsys):
+    csv = write_csv(tmp_path / "t.csv", tidy_rows())  # no epochs, temperatures, diagnostics
+    assert make_plots(load_results([csv]), tmp_path / "plots") == []
+    with pytest.raises(ValueError, match="unknown figure kind.*: bogus; known: temperature"):
+        make_plots(load_results([csv]), tmp_path / "plots", kinds=["curves", "bogus"])
+    cli = load_script("plots")
+    assert cli.main([str(csv), "--out", str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().out.startswith("nothing to plot")
+    assert cli.main([str(csv), "--out", str(tmp_path / "out"), "--kinds", "bogus"]) == 2
+    assert capsys.readouterr().err == "error: unknown figure kind(s): bogus\n"
+    # A CSV with temperatures and diagnostics: the trial-level figures only.
+    rows = tidy_rows(temperature=0.5, probe_acc_pix=0.9, cca_mean=0.7)
+    rows += tidy_rows({"goal": ACC["goal"]}, temperature=2.0, probe_acc_pix=0.9, cca_mean=0.7)
+    paths = make_plots(load_results([write_csv(tmp_path / "s.csv", rows)]), tmp_path / "p2")
+    assert [p.name for p in paths] == [
+        "temperature.png",
+        "temperature.pdf",
+        "diagnostics.png",
+        "diagnostics.pdf",
+    ]
 
 
 def test_mean_band_is_the_t_interval_of_the_mean():
@@ -513,6 +643,33 @@ def test_cli_input_errors_are_one_line_and_status_2(tmp_path, capsys, script):
     assert load_script(script).main([str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: input not found") and err.count("\n") == 1
+
+
+def expected_figures(out: Path, kinds) -> list[str]:
+    return [str(out / f"{kind}{suffix}") for kind in kinds for suffix in (".png", ".pdf")]
+
+
+def test_plots_cli_in_a_real_process(experiment, tmp_path):
+    out = tmp_path / "figures"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "analysis" / "plots.py"), str(experiment), "--out", str(out)],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""
+    kinds = ["curves", "weights", "cosine", "diagnostics"]  # no temperature sweep here
+    assert run.stdout.splitlines() == expected_figures(out, kinds)
+    assert sorted(p.name for p in out.iterdir()) == sorted(Path(f).name for f in run.stdout.split())
+
+
+def test_plots_cli_draws_the_chosen_kinds(experiment, tmp_path, capsys):
+    cli = load_script("plots")
+    out = tmp_path / "figures"
+    assert cli.main([str(experiment), "--out", str(out), "--kinds", "diagnostics,curves"]) == 0
+    assert capsys.readouterr().out.splitlines() == expected_figures(out, ["curves", "diagnostics"])
 
 
 def test_cli_exit_status_in_a_real_process(tmp_path):

@@ -14,8 +14,21 @@ Reading (``loading``), what a method is (``methods``), the statistics
 the figures (``plots``) each live in their own module.
 """
 
+from importlib import import_module
+
 from goal_plugin.analysis.errors import AnalysisError
 from goal_plugin.analysis.loading import Results, load_results
-from goal_plugin.analysis.summary import Summary, summarise
+
+# The statistics pull in scipy.stats (most of the import time); import them on use,
+# so that drawing figures does not pay for them.
+_LAZY = {"Summary": "goal_plugin.analysis.summary", "summarise": "goal_plugin.analysis.summary"}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'goal_plugin.analysis' has no attribute {name!r}")
+    value = getattr(import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
 
 __all__ = ["AnalysisError", "Results", "Summary", "load_results", "summarise"]
