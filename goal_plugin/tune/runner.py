@@ -141,7 +141,9 @@ def run_sweep(
                 storage_path=storage_path,
                 storage_filesystem=filesystem,
                 failure_config=tune.FailureConfig(max_failures=max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                # Not just the newest: the experiment state a killed driver left in storage
+                # may lag a report or two behind, and must find the checkpoint it names.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=3),
                 verbose=0,
                 callbacks=[progress],
             ),
