@@ -322,3 +322,38 @@ def test_table_reference_is_the_default_setting_when_a_sweep_varies_it(tmp_path)
     results = load_results([str(tmp_path / "trials.csv")])
     assert reference_method(results, "goal") == "goal (T=1)"
     assert reference_method(results, "none") == "none"
+
+
+def test_storage_replaces_files_only_with_complete_versions(tmp_path):
+    """Ray copies experiment state into storage while rewriting it; a torn copy must
+    never replace a complete file (the previous version stays)."""
+    import pickle
+
+    import pyarrow.fs as pafs
+
+    from goal_plugin.tune.storage import atomic_local_filesystem
+
+    fs = atomic_local_filesystem()
+    state = tmp_path / "experiment_state-1.json"
+    searcher = tmp_path / "searcher-state-1.pkl"
+    results = tmp_path / "result.json"
+    good = {
+        state: json.dumps({"trial_data": [1, 2, 3]}).encode(),
+        searcher: pickle.dumps({"issued": [1, 0]}),
+        results: b'{"epoch": 0}\n{"epoch": 1}\n',
+    }
+    for path, data in good.items():
+        with fs.open_output_stream(str(path)) as stream:
+            stream.write(data)
+    torn = {state: good[state][:-7], searcher: good[searcher][:-3], results: good[results][:-4]}
+    for path, data in [*torn.items(), (state, b"")]:
+        with fs.open_output_stream(str(path)) as stream:
+            stream.write(data)
+    for path, data in good.items():
+        assert path.read_bytes() == data
+    source = tmp_path / "staging"
+    source.mkdir()
+    (source / "experiment_state-1.json").write_bytes(json.dumps({"trial_data": [4]}).encode())
+    pafs.copy_files(str(source), str(tmp_path), destination_filesystem=fs)
+    assert json.loads(state.read_text()) == {"trial_data": [4]}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left

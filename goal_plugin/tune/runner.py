@@ -130,7 +130,9 @@ def run_sweep(
             trainable,
             tune_config=tune.TuneConfig(
                 search_alg=GridOptunaSearcher(spec),
-                num_samples=spec.total_trials,
+                # The searcher says when the grid is done; Ray's own trial counter is saved
+                # apart from the trials and could stop a resumed sweep early.
+                num_samples=-1,
                 max_concurrent_trials=slots,
                 reuse_actors=True,
                 trial_name_creator=trial_name,

@@ -1,16 +1,25 @@
-"""Local experiment storage whose files are replaced atomically.
+"""Local experiment storage whose files are only ever replaced by complete ones.
 
 Ray Tune writes the experiment state (trials, searcher) into a staging folder
-and copies it into the storage folder file by file, writing each file in place.
-A driver killed during that copy leaves a truncated ``experiment_state-*.json``
-that no resume can read. This filesystem writes every file under a temporary
-name and renames it into place when it is closed, so a file in the storage
-folder is always a complete version (old or new).
+and a background thread copies that folder into storage, file by file, in
+place. Two races follow, both seen here: a driver killed during the copy
+leaves a truncated ``experiment_state-*.json``; and the copy can read a staging
+file while the driver is rewriting it, so even a finished copy can be torn or
+empty. Either leaves an experiment that no resume can read.
+
+This filesystem writes every file under a temporary name and renames it into
+place when it is closed, and only if the content is complete: JSON must parse
+(a JSON-lines file must end with a complete line), a pickle must be a whole
+opcode stream (checked with ``pickletools``, which executes nothing), and an
+empty file never replaces a non-empty one. Otherwise the previous complete
+version stays, and the next copy brings the new one.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import pickletools
 import shutil
 import tempfile
 
@@ -53,7 +62,39 @@ class _ReplaceOnClose:
         if self.handle.closed:
             return
         self.handle.close()
-        os.replace(self.temporary, self.path)
+        with open(self.temporary, "rb") as written:
+            data = written.read()
+        if is_complete(self.path, data, replaces=os.path.exists(self.path)):
+            os.replace(self.temporary, self.path)
+        else:
+            os.remove(self.temporary)
+
+
+def is_complete(path: str, data: bytes, *, replaces: bool) -> bool:
+    """Whether ``data`` is a whole file of its kind (see the module docstring)."""
+    if not data:
+        return not replaces
+    if path.endswith(".json"):
+        try:
+            json.loads(data)
+            return True
+        except ValueError:
+            pass
+        if not data.endswith(b"\n"):
+            return False
+        try:  # JSON lines: every line is written whole, so check the last one
+            json.loads(data.rstrip(b"\n").rsplit(b"\n", 1)[-1])
+            return True
+        except ValueError:
+            return False
+    if path.endswith(".pkl"):
+        try:
+            for _ in pickletools.genops(data):
+                pass
+            return True
+        except Exception:  # pickletools raises ValueError or others on a torn stream
+            return False
+    return True
 
 
 class AtomicLocalHandler(pafs.FileSystemHandler):
@@ -104,7 +145,7 @@ class AtomicLocalHandler(pafs.FileSystemHandler):
     def copy_file(self, src: str, dest: str) -> None:
         target = _ReplaceOnClose(dest)
         with open(src, "rb") as source:
-            shutil.copyfileobj(source, target.handle)
+            shutil.copyfileobj(source, target)
         target.close()
 
     def open_input_stream(self, path: str):
