@@ -128,6 +128,28 @@ def test_epoch_metrics_cover_the_contract():
     assert sum(final["cosine_hist_before"]) > 0
 
 
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
+def test_cpu_peak_memory_is_what_the_epoch_adds_not_the_process_total():
+    """A Ray worker runs trial after trial: memory an earlier trial left resident
+    must not make a later trial look heavier, and larger batches must show."""
+    import numpy as np
+
+    def peak(**overrides):
+        return fit(small(epochs=1, **overrides))["final"]["peak_memory_mb"]
+
+    peak(batch_size=16)  # the first fit in a process also pays torch's one-time set-up
+    small_batches = peak(batch_size=16)
+    leftover = np.ones(300 * 2**20 // 8)  # 300 MiB resident during the next trial
+    with_leftover = peak(batch_size=16)
+    del leftover
+    large_batches = peak(batch_size=1024)
+    status = Path("/proc/self/status").read_text()
+    process_mb = int(status.split("VmRSS:")[1].split()[0]) / 1024
+    assert 0 <= small_batches < 50 < process_mb
+    assert abs(with_leftover - small_batches) < 10, (small_batches, with_leftover)
+    assert large_batches > small_batches + 2, (small_batches, large_batches)
+
+
 def test_callback_receives_metrics_and_checkpoint(tmp_path):
     seen = []
     fit(small(epochs=2), output_dir=tmp_path, on_epoch_end=lambda m, d: seen.append((m["epoch"], d)))

@@ -357,3 +357,26 @@ def test_storage_replaces_files_only_with_complete_versions(tmp_path):
     pafs.copy_files(str(source), str(tmp_path), destination_filesystem=fs)
     assert json.loads(state.read_text()) == {"trial_data": [4]}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left
+
+
+def test_restored_trial_resumes_from_its_newest_complete_checkpoint(tmp_path):
+    """A restarted driver's state may name an older checkpoint than the trial's newest."""
+    import pyarrow.fs as pafs
+    from ray import tune
+
+    from goal_plugin.tune.trainable import newest_sibling
+
+    trial = tmp_path / "trial"
+    for index, complete in [(16, True), (17, True), (18, True), (19, False)]:
+        folder = trial / f"checkpoint_{index:06d}"
+        folder.mkdir(parents=True)
+        if complete:  # checkpoint_000019 has no engine checkpoint yet: an upload cut short
+            (folder / "checkpoint.pt").write_bytes(b"state")
+    (trial / "checkpoint_tmp_x").mkdir()
+    filesystem = pafs.LocalFileSystem()
+    named = tune.Checkpoint(str(trial / "checkpoint_000017"), filesystem=filesystem)
+    assert Path(newest_sibling(named).path) == trial / "checkpoint_000018"
+    newest = tune.Checkpoint(str(trial / "checkpoint_000018"), filesystem=filesystem)
+    assert Path(newest_sibling(newest).path) == trial / "checkpoint_000018"
+    elsewhere = tune.Checkpoint(str(tmp_path), filesystem=filesystem)  # not a Ray checkpoint folder
+    assert newest_sibling(elsewhere) is elsewhere

@@ -16,6 +16,8 @@ data order is a function of (seed, epoch) and every generator is restored.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
 import math
 import random
@@ -205,8 +207,7 @@ def train_epoch(run: Run, epoch: int, progress: bool = False) -> dict[str, Any]:
     stats = _StatsAccumulator(len(run.modalities), run.device)
     totals = torch.zeros(3, dtype=torch.float64, device=run.device)  # objective, fused, correct
     seen = 0
-    if run.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(run.device)
+    memory_baseline_mb = _start_memory_window(run.device)
     start = time.perf_counter()
     batches = _loader(run, "train", epoch)
     if progress:
@@ -256,15 +257,60 @@ def train_epoch(run: Run, epoch: int, progress: bool = False) -> dict[str, Any]:
         **stats.as_metrics(run.modalities),
         "epoch_time_s": elapsed,
         "time_per_sample_ms": 1e3 * elapsed / seen,
-        "peak_memory_mb": _peak_memory_mb(run.device),
+        "peak_memory_mb": _peak_memory_mb(run.device, memory_baseline_mb),
     }
     return metrics
 
 
-def _peak_memory_mb(device: torch.device) -> float:
+_PROC_STATUS, _PROC_CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
+
+
+def _start_memory_window(device: torch.device) -> float | None:
+    """Start the epoch's peak-memory measurement; returns the CPU baseline in MB
+    (None where the high-water mark cannot be reset).
+
+    CUDA: resets the allocator's peak. CPU (Linux): gives freed memory back to
+    the OS, resets the process's resident-set high-water mark (``clear_refs``
+    5) and returns the resident set now. The CPU figure is then the rise above
+    that level, not the process's total: the total is mostly the interpreter
+    and libraries, and in a Ray worker that runs trial after trial it also
+    holds what earlier trials left, so trials run later would look heavier.
+    """
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return None
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)  # glibc keeps freed heap pages resident otherwise
+    except (AttributeError, OSError):
+        pass
+    try:
+        _PROC_CLEAR_REFS.write_text("5")
+    except OSError:
+        return None  # not Linux: see _peak_memory_mb
+    return _proc_status_mb("VmRSS")
+
+
+def _peak_memory_mb(device: torch.device, baseline_mb: float | None) -> float:
+    """CUDA: peak tensor memory allocated (parameters and optimizer state included).
+    CPU: how far the resident set rose above ``baseline_mb`` during the epoch
+    (activations, gradients, the strategy's temporaries; not the parameters and
+    optimizer state that were resident before). Where the high-water mark
+    cannot be reset (not Linux): the process's peak resident set since it started.
+    """
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS
+    if baseline_mb is not None:
+        return _proc_status_mb("VmHWM") - baseline_mb
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, kB elsewhere
+
+
+def _proc_status_mb(field: str) -> float:
+    for line in _PROC_STATUS.read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f"{_PROC_STATUS} has no {field} line")
 
 
 @torch.no_grad()

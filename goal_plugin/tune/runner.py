@@ -3,10 +3,13 @@
 * Each trial is ``engine.fit`` reporting and checkpointing every epoch;
   ``FailureConfig(max_failures)`` retries a trial whose worker died from its
   last checkpoint, which gives the numbers of an uninterrupted run.
-* The experiment state and the searcher are saved every second; a driver that
-  was killed is restarted with ``--resume`` (or simply with the same ``--name``):
-  finished trials are kept, unfinished and errored ones continue from their
-  last checkpoint.
+* The experiment state and the searcher are saved at Ray's own pace (every
+  ten seconds or more, and whenever a trial has written ``num_to_keep`` = 3
+  checkpoints since the last save): saving after every report rewrites a state
+  that grows with the number of trials, and on two cores took a whole core
+  from the trials. A driver that was killed is restarted with ``--resume`` (or
+  simply with the same ``--name``): finished trials are kept, unfinished and
+  errored ones continue from their newest checkpoint (see ``trainable.py``).
 * ``--address auto`` joins a running Ray cluster (``ray start --head``);
   fractional ``--gpus-per-trial`` packs several trials on one GPU; storage may
   be a local folder or a URI the whole cluster can reach.
@@ -33,7 +36,6 @@ from goal_plugin.tune.storage import atomic_local_filesystem
 ENVIRONMENT = {
     "RAY_AUTH_MODE": "disabled",  # no token written into the home folder for local runs
     "RAY_USAGE_STATS_ENABLED": "0",
-    "TUNE_GLOBAL_CHECKPOINT_S": "0",  # save experiment + searcher state after every event
     "RAY_AIR_NEW_OUTPUT": "0",  # with verbose=0 the legacy reporter prints nothing
 }
 

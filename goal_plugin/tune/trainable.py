@@ -7,25 +7,38 @@ the end-of-training diagnostics and ``trial_time_s`` (the trial's own training
 and diagnostics time, for measuring Ray's overhead). It is checkpointed too
 (with ``final.json``), so a finished trial that Ray restores only repeats that
 report.
+
+Ray saves the experiment state every few seconds and at least once every
+``num_to_keep`` checkpoints of a trial, not after every report, so after a driver
+restart the state may name a checkpoint one or two reports older than the
+trial's newest in storage. Every checkpoint of a trial continues the same
+deterministic run, so the trial resumes from the newest one it finds next to
+the one Ray names: nothing already trained is trained again.
 """
 
 from __future__ import annotations
 
 import json
+import posixpath
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from goal_plugin.engine import fit
+from goal_plugin.engine.checkpoint import FILENAME as ENGINE_CHECKPOINT
 
 FINAL_FILE = "final.json"
+_RAY_CHECKPOINT = re.compile(r"checkpoint_(\d+)")
 
 
 def train_trial(config: dict[str, Any]) -> None:
     from ray import tune
 
     checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        checkpoint = newest_sibling(checkpoint)
     workdir = Path(tempfile.mkdtemp(prefix="goal_plugin_trial_"))
     try:
         resume_from = None
@@ -50,3 +63,28 @@ def train_trial(config: dict[str, Any]) -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
+
+
+def newest_sibling(checkpoint):
+    """The newest checkpoint of the trial that holds an engine checkpoint, at least ``checkpoint``.
+
+    Ray names its checkpoint folders ``checkpoint_<index>`` inside the trial's
+    folder; this looks through that folder on the checkpoint's own filesystem,
+    so it works for local and remote storage alike.
+    """
+    import pyarrow.fs as pafs
+    from ray import tune
+
+    filesystem, path = checkpoint.filesystem, checkpoint.path.rstrip("/")
+    named = _RAY_CHECKPOINT.fullmatch(posixpath.basename(path))
+    if named is None:
+        return checkpoint
+    siblings = []
+    for info in filesystem.get_file_info(pafs.FileSelector(posixpath.dirname(path))):
+        match = _RAY_CHECKPOINT.fullmatch(info.base_name)
+        if info.type == pafs.FileType.Directory and match and int(match[1]) > int(named[1]):
+            siblings.append((int(match[1]), info.path))
+    for _, sibling in sorted(siblings, reverse=True):
+        if filesystem.get_file_info(f"{sibling}/{ENGINE_CHECKPOINT}").type == pafs.FileType.File:
+            return tune.Checkpoint(sibling, filesystem=filesystem)
+    return checkpoint
