@@ -148,6 +148,35 @@ def test_searcher_reconciles_with_the_trials_ray_restores():
     assert searcher.suggest("n1")["strategy"] == "goal" and searcher.suggest("n1b") == "FINISHED"
 
 
+def test_concurrency_limit_counts_only_the_trials_ray_restores():
+    """The searcher enforces the concurrency limit from its reconciled pending trials:
+    trials that finished before a restart must not keep holding slots."""
+    from ray.tune.search import ConcurrencyLimiter
+
+    spec = parse_space({"name": "limit", "base": FAST, "grid": {"strategy": ["none", "go"], "seed": [0, 1, 2]}})
+    searcher = GridOptunaSearcher(spec)
+    limiter = ConcurrencyLimiter(searcher, max_concurrent=2)  # as Ray wraps it for max_concurrent_trials
+    first = {tid: limiter.suggest(tid) for tid in ("t0", "t1")}
+    assert limiter.suggest("t2") is None  # two live trials: wait
+    saved, limiter_saved = searcher.get_state(), limiter.get_state()
+    limiter.on_trial_complete("t0", {"val_acc": 0.9})
+    assert limiter.suggest("t3")["seed"] == 2
+
+    # A restart whose searcher state was saved before t0 and t1 finished.
+    restored = GridOptunaSearcher(spec)
+    restored_limiter = ConcurrencyLimiter(restored, max_concurrent=2)
+    restored_limiter.set_state(limiter_saved)  # as Ray's SearchGenerator restores it
+    restored.set_state(saved)
+    restored.reconcile([
+        {"trial_id": tid, "config": config, "status": "TERMINATED", "last_result": {"val_acc": 0.9}}
+        for tid, config in first.items()
+    ])
+    assert restored.pending == {}
+    second = [restored_limiter.suggest(tid) for tid in ("u0", "u1", "u2")]
+    assert [(c["strategy"], c["seed"]) for c in second[:2]] == [("none", 2), ("go", 0)]
+    assert second[2] is None  # the limit holds for the trials started since
+
+
 # ------------------------------------------------------------ real Ray runs
 def write_space(tmp_path, name, space):
     path = tmp_path / f"{name}.yaml"

@@ -13,6 +13,13 @@ state that Ray restores (``experiment_state-*.json``): every trial Ray knows
 counts for its cell (so no cell runs twice), a trial only the searcher knew is
 forgotten (so its cell runs again), and results Ray recorded but the studies
 missed are told to them.
+
+The searcher also enforces the sweep's concurrency limit itself (Ray's
+``ConcurrencyLimiter`` then passes everything through): the limiter's own
+record of live trials is saved apart and never reconciled, so after a restart
+it could count trials that had finished, refuse every suggestion and stall the
+sweep. Here the live trials are ``pending``, which the reconciliation keeps
+true.
 """
 
 from __future__ import annotations
@@ -43,6 +50,11 @@ class GridOptunaSearcher(Searcher):
         self.issued = [0] * len(self.cells)
         self.studies: dict[int, Any] = {}
         self.pending: dict[str, tuple[int, int | None]] = {}
+        self.max_concurrent = 0  # 0: no limit
+
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        self.max_concurrent = max_concurrent
+        return True
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True
@@ -69,6 +81,8 @@ class GridOptunaSearcher(Searcher):
         index = self._next_cell()
         if index is None:
             return Searcher.FINISHED
+        if self.max_concurrent and len(self.pending) >= self.max_concurrent:
+            return None  # asked again when a trial completes
         config = dict(self.cells[index].config)
         number = None
         if self.cells[index].search_params:
