@@ -17,7 +17,6 @@ data order is a function of (seed, epoch) and every generator is restored.
 from __future__ import annotations
 
 import ctypes
-import gc
 import json
 import math
 import random
@@ -279,7 +278,6 @@ def _start_memory_window(device: torch.device) -> float | None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         return None
-    gc.collect()
     try:
         ctypes.CDLL(None).malloc_trim(0)  # glibc keeps freed heap pages resident otherwise
     except (AttributeError, OSError):
