@@ -7,12 +7,23 @@ is the median over rounds of (variant time / baseline time in the same round).
 
 from __future__ import annotations
 
+import argparse
 import random
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
+
+
+def argument_parser(doc: str, batch_size: int) -> argparse.ArgumentParser:
+    """The options every side-by-side benchmark takes; add its own to the result."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return parser
 
 
 def timed(step: Callable[[], None], device: torch.device) -> Callable[[], float]:

@@ -20,7 +20,6 @@ of (variant step time / plain step time in the same round).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from goal_plugin.integrations import feature_space_backward, parameter_space_bac
 from goal_plugin.models import build_network
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _interleaved import compare, timed  # noqa: E402
+from _interleaved import argument_parser, compare, timed  # noqa: E402
 
 PLAIN = "plain (no strategy)"
 
@@ -97,12 +96,8 @@ def make_step(model, optimizer, batch, strategy, backward):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser = argument_parser(__doc__, batch_size=32)
     parser.add_argument("--strategy", default="goal")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)

@@ -16,7 +16,6 @@ step time in the same round).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import goal_plugin as gp
 from goal_plugin.models import build_network
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _interleaved import compare, timed  # noqa: E402
+from _interleaved import argument_parser, compare, timed  # noqa: E402
 
 NO_GATE = "(no gate)"
 BASELINE = "none"
@@ -51,11 +50,7 @@ def make_step(model, optimizer, batch, strategy):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser = argument_parser(__doc__, batch_size=16)
     parser.add_argument("--strategies", default=",".join(gp.list_strategies()))
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads")
     args = parser.parse_args()
