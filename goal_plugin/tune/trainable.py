@@ -13,7 +13,11 @@ Ray saves the experiment state every few seconds and at least once every
 restart the state may name a checkpoint one or two reports older than the
 trial's newest in storage. Every checkpoint of a trial continues the same
 deterministic run, so the trial resumes from the newest one it finds next to
-the one Ray names: nothing already trained is trained again.
+the one Ray names (the highest index), and the epochs it had checkpointed are
+not trained again. (Ray numbers the checkpoints of the resumed trial from the
+index it knew, overwriting the folders after it; should the driver die again
+before those numbers pass the old ones, the highest index may hold an epoch
+less than the newest: that epoch is then trained again, to the same numbers.)
 """
 
 from __future__ import annotations
@@ -62,7 +66,6 @@ def train_trial(config: dict[str, Any]) -> None:
         tune.report(final, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-
 
 
 def newest_sibling(checkpoint):
