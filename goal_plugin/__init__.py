@@ -8,7 +8,7 @@ The names below are imported on first use, so that ``import goal_plugin.analysis
 (tables and plots from finished sweeps) does not pay for importing torch.
 """
 
-from importlib import import_module
+from goal_plugin._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -25,13 +25,4 @@ _EXPORTS = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'goal_plugin' has no attribute {name!r}")
-    value = getattr(import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

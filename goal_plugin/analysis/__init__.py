@@ -14,8 +14,7 @@ Reading (``loading``), what a method is (``methods``), the statistics
 the figures (``plots``) each live in their own module.
 """
 
-from importlib import import_module
-
+from goal_plugin._lazy import lazy_exports
 from goal_plugin.analysis.errors import AnalysisError
 from goal_plugin.analysis.loading import Results, load_results
 
@@ -24,11 +23,6 @@ from goal_plugin.analysis.loading import Results, load_results
 _LAZY = {"Summary": "goal_plugin.analysis.summary", "summarise": "goal_plugin.analysis.summary"}
 
 
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'goal_plugin.analysis' has no attribute {name!r}")
-    value = getattr(import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __all__ = ["AnalysisError", "Results", "Summary", "load_results", "summarise"]

@@ -71,14 +71,17 @@ def build_tables(summary: Summary) -> list[Table]:
     datasets = list(dict.fromkeys(rows["dataset"]))
     backbones = list(dict.fromkeys(rows["backbone"]))
     tables = []
-    for backbone in backbones:
+
+    def per_backbone(title, backbone, metrics, method_rows=None, lead_header=("Method",)) -> Table:
+        """One row per method, one column per (dataset, metric), for one backbone."""
         where = f" ({backbone})" if len(backbones) > 1 else ""
-        columns = [(d, backbone, m) for d in datasets for m in main_metrics]
-        tables.append(
-            _value_table(
-                f"Main comparison{where}", summary, _method_rows(summary, rows, backbone), columns
-            )
-        )
+        columns = [(d, backbone, m) for d in datasets for m in metrics]
+        if method_rows is None:
+            method_rows = _method_rows(summary, rows, backbone)
+        return _value_table(f"{title}{where}", summary, method_rows, columns, lead_header)
+
+    for backbone in backbones:
+        tables.append(per_backbone("Main comparison", backbone, main_metrics))
         methods = _methods_with_strategy(summary, rows, backbone)
         if {strategy for _, strategy in methods} & {"al", "go"}:
             ablation = [
@@ -86,9 +89,8 @@ def build_tables(summary: Summary) -> list[Table]:
                 for method, strategy in methods
                 if strategy in ABLATION
             ]
-            tables.append(
-                _value_table(f"Ablation{where}", summary, ablation, columns, ["Method", "AL", "GO"])
-            )
+            headers = ["Method", "AL", "GO"]
+            tables.append(per_backbone("Ablation", backbone, main_metrics, ablation, headers))
     tables += _temperature_tables(summary, rows, main_metrics)
     if len(backbones) > 1:
         for dataset in datasets:
@@ -98,14 +100,7 @@ def build_tables(summary: Summary) -> list[Table]:
             table.groups = [b for b in backbones for _ in main_metrics]
             tables.append(table)
     if overhead:
-        for backbone in backbones:
-            where = f" ({backbone})" if len(backbones) > 1 else ""
-            columns = [(d, backbone, m) for d in datasets for m in overhead]
-            tables.append(
-                _value_table(
-                    f"Overhead{where}", summary, _method_rows(summary, rows, backbone), columns
-                )
-            )
+        tables += [per_backbone("Overhead", backbone, overhead) for backbone in backbones]
     tables.append(_across_table(summary))
     return tables
 
