@@ -1,6 +1,7 @@
 """Figures (PNG and PDF) from finished sweeps.
 
-    python analysis/plots.py INPUT... --out DIR [--kinds curves,weights]
+    python analysis/plots.py INPUT... --out DIR [--kinds curves,weights] [--metric acc,macro_f1]
+                             [--duplicates error|newest|oldest] [--scale auto|percent|fraction]
 
 INPUT: a Ray Tune experiment folder (or a folder of them) or a tidy CSV with
 one row per trial (CSV inputs have no per-epoch rows, so only the temperature
@@ -15,6 +16,8 @@ import argparse
 import sys
 
 from goal_plugin.analysis import AnalysisError, load_results
+from goal_plugin.analysis.errors import replaced_files
+from goal_plugin.analysis.loading import add_input_options
 from goal_plugin.analysis.plots import KINDS, make_plots
 
 NOTHING = "nothing to plot: no per-epoch rows, temperatures or diagnostics"
@@ -29,16 +32,30 @@ def main(argv: list[str] | None = None) -> int:
         type=lambda text: [k.strip() for k in text.split(",") if k.strip()],
         help=f"comma-separated figure kinds to draw (default: all): {', '.join(KINDS)}",
     )
+    parser.add_argument(
+        "--metric",
+        default="acc,macro_f1",
+        help="comma-separated CSV columns that are metrics, as in tables.py (acc: acc or test_acc)",
+    )
+    add_input_options(parser)
     args = parser.parse_args(argv)
     unknown = sorted(set(args.kinds or ()) - set(KINDS))
     if unknown:
         print(f"error: unknown figure kind(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
     try:
-        paths = make_plots(load_results(args.inputs), args.out, args.kinds)
+        metrics = [m.strip() for m in args.metric.split(",") if m.strip()]
+        results = load_results(
+            args.inputs, metrics=metrics, scale=args.scale, duplicates=args.duplicates
+        )
+        paths, replaced = replaced_files(
+            args.out, lambda: make_plots(results, args.out, args.kinds)
+        )
     except AnalysisError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if replaced:
+        print(replaced, file=sys.stderr)  # an earlier run's files in the same folder
     print("\n".join(map(str, paths)) if paths else NOTHING)
     return 0
 

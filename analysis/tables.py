@@ -1,6 +1,7 @@
 """Significance-tested tables from finished sweeps.
 
     python analysis/tables.py INPUT... --out DIR [--reference goal] [--metric acc,macro_f1] [--alpha 0.05]
+                              [--duplicates error|newest|oldest] [--scale auto|percent|fraction]
 
 INPUT: a Ray Tune experiment folder (or a folder of them) or a tidy CSV with
 one row per trial. Writes DIR/summary.csv, tables.md and tables.tex and prints
@@ -13,6 +14,8 @@ import argparse
 import sys
 
 from goal_plugin.analysis import AnalysisError, load_results, summarise
+from goal_plugin.analysis.errors import replaced_files
+from goal_plugin.analysis.loading import add_input_options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,18 +28,27 @@ def main(argv: list[str] | None = None) -> int:
         "--reference", default="goal", help="strategy or method label (default: goal)"
     )
     parser.add_argument(
-        "--metric", default="acc,macro_f1", help="comma-separated; acc means test_acc"
+        "--metric",
+        default="acc,macro_f1",
+        help="comma-separated; acc means test_acc; CSV columns named here are metrics",
     )
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm")
+    add_input_options(parser)
     args = parser.parse_args(argv)
+    metrics = [m.strip() for m in args.metric.split(",") if m.strip()]
     try:
-        results = load_results(args.inputs)
-        metrics = [m.strip() for m in args.metric.split(",") if m.strip()]
+        if not metrics:
+            raise AnalysisError(f"--metric {args.metric!r} names no metric, e.g. acc,macro_f1")
+        results = load_results(
+            args.inputs, metrics=metrics, scale=args.scale, duplicates=args.duplicates
+        )
         summary = summarise(results, reference=args.reference, metrics=metrics, alpha=args.alpha)
-        paths = summary.write(args.out)
+        paths, replaced = replaced_files(args.out, lambda: summary.write(args.out))
     except AnalysisError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if replaced:
+        print(replaced, file=sys.stderr)  # an earlier run's files in the same folder
     print(summary.to_terminal())
     print("wrote " + ", ".join(map(str, paths)))
     return 0

@@ -16,6 +16,8 @@ _EXPORTS = {
     "HarnessDefaults": "goal_plugin.strategies.base",
     "Strategy": "goal_plugin.strategies.base",
     "attach": "goal_plugin.integrations.attach",
+    "attached": "goal_plugin.integrations.attach",
+    "detach": "goal_plugin.integrations.attach",
     "create_strategy": "goal_plugin.registry",
     "list_strategies": "goal_plugin.registry",
     "register_strategy": "goal_plugin.registry",

@@ -30,13 +30,18 @@ class Registry:
         entry_point_group: str | None = None,
         option_word: str = "option",
         built_ins: str | None = None,
+        common_options: tuple[str, ...] = (),
     ) -> None:
         """``built_ins``: a module registering the built-in factories, imported on
-        the first lookup (so that defining the registry imports nothing heavy)."""
+        the first lookup (so that defining the registry imports nothing heavy).
+        ``common_options``: options that the caller of :meth:`create` takes for
+        every factory (and removes before calling it), listed among the valid
+        spellings when an option is unknown."""
         self.kind = kind
         self.option_word = option_word
         self.entry_point_group = entry_point_group
         self.built_ins = built_ins
+        self.common_options = common_options
         self._factories: dict[str, Callable[..., Any]] = {}
         self._broken: dict[str, str] = {}
         self._entry_points_loaded = False
@@ -66,9 +71,11 @@ class Registry:
 
     def get(self, name: str) -> Callable[..., Any]:
         self._load_entry_points()
-        if name in self._broken:
-            raise ValueError(f"{self.kind} plugin {name!r} failed to load: {self._broken[name]}")
-        if name not in self._factories:
+        if not isinstance(name, str) or name not in self._factories:
+            if isinstance(name, str) and name in self._broken:
+                raise ValueError(
+                    f"{self.kind} plugin {name!r} failed to load: {self._broken[name]}"
+                )
             raise ValueError(check.unknown_name_message(self.kind, name, self._factories))
         return self._factories[name]
 
@@ -84,15 +91,16 @@ class Registry:
     def create(self, name: str, *args: Any, **options: Any) -> Any:
         factory = self.get(name)
         accepted = self.options(name)
+        known = [*accepted, *self.common_options]
         for key in options:
             if key not in accepted:
-                if not accepted:
+                if not known:
                     raise ValueError(
                         f"{self.kind} {name!r} takes no {self.option_word}s, got {key!r}"
                     )
                 raise ValueError(
                     check.unknown_name_message(
-                        f"{self.option_word} for {self.kind} {name!r}:", key, accepted
+                        f"{self.option_word} for {self.kind} {name!r}:", key, known
                     )
                 )
         return factory(*args, **options)
@@ -106,9 +114,16 @@ class Registry:
     def _load_entry_points(self) -> None:
         if self._entry_points_loaded:
             return
-        self._entry_points_loaded = True
         if self.built_ins is not None:
-            importlib.import_module(self.built_ins)
+            registered = dict(self._factories)
+            try:
+                importlib.import_module(self.built_ins)
+            except BaseException:
+                # the next lookup imports the module again (and raises again) rather than
+                # going on without the built-ins; it registers them again, so drop the half
+                self._factories = registered
+                raise
+        self._entry_points_loaded = True
         if self.entry_point_group is None:
             return
         for entry_point in importlib.metadata.entry_points(group=self.entry_point_group):

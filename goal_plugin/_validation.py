@@ -13,16 +13,18 @@ from numbers import Integral, Real
 
 
 def closest_match(name: str, candidates: Iterable[str]) -> str | None:
-    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return matches[0] if matches else None
+    """The candidate ``name`` most likely means, or None; case is ignored, so that
+    ``OGM_GE`` finds ``ogm_ge``."""
+    by_folded = {candidate.casefold(): candidate for candidate in candidates}
+    matches = difflib.get_close_matches(name.casefold(), list(by_folded), n=1, cutoff=0.6)
+    return by_folded[matches[0]] if matches else None
 
 
 def unknown_name_message(kind: str, name: object, available: Iterable[str]) -> str:
     available = sorted(available)
     message = f"unknown {kind} {name!r}"
-    suggestion = closest_match(str(name), available)
-    if suggestion is not None:
-        message += f"; did you mean {suggestion!r}?"
+    suggestion = closest_match(name, available) if isinstance(name, str) else None
+    message += f"; did you mean {suggestion!r}?" if suggestion is not None else "."
     return message + f" Available: {', '.join(available)}"
 
 
@@ -36,17 +38,23 @@ def real(name: str, value: object) -> float:
     return value
 
 
-def positive(name: str, value: object) -> float:
+def positive(name: str, value: object, *, maximum: float | None = None) -> float:
     value = real(name, value)
     if value <= 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
-    return value
+    return _at_most(name, value, maximum)
 
 
-def non_negative(name: str, value: object) -> float:
+def non_negative(name: str, value: object, *, maximum: float | None = None) -> float:
     value = real(name, value)
     if value < 0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return _at_most(name, value, maximum)
+
+
+def _at_most(name: str, value: float, maximum: float | None) -> float:
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum:g}, got {value!r}")
     return value
 
 

@@ -7,8 +7,8 @@ never touches parameter-sized tensors. Gradients that reach ``f_m`` by another
 path (the unimodal heads read ``f_m`` before the gate) are not affected.
 
 Works on any device, under autocast (arithmetic in float32, results in the
-incoming dtype), with features that do not require grad (their gradient still
-informs the others; none is returned for them) and inside DataParallel / DDP
+incoming dtype), with some features that do not require grad (their gradient
+still informs the others; none is returned for them) and inside DataParallel / DDP
 replicas, where each replica applies the strategy to its own shard of the batch.
 """
 
@@ -50,10 +50,17 @@ def gate(
     logits: Sequence[Tensor] | None = None,
     labels: Tensor | None = None,
 ) -> tuple[Tensor, ...]:
-    """Apply ``strategy`` to the gradients of ``features`` in the backward pass."""
-    strategy.check_inputs(features, logits, labels, what="features")
-    if not torch.is_grad_enabled() or not any(f.requires_grad for f in features):
+    """Apply ``strategy`` to the gradients of ``features`` in the backward pass.
+
+    While gradients are disabled (evaluation), or when no feature requires grad,
+    the gate does nothing and checks nothing: it returns ``features``. Otherwise
+    the shapes are checked now, and whether the strategy got the logits and
+    labels it reads is checked in the backward pass, where it reads them.
+    """
+    acts = torch.is_grad_enabled() and any(isinstance(f, Tensor) and f.requires_grad for f in features)
+    if not acts:
         return tuple(features)
+    strategy.check_inputs(features, logits, labels, what="features", complete=False)
     detached_logits = None if logits is None else tuple(z.detach() for z in logits)
     detached_labels = None if labels is None else labels.detach()
     return _GateFunction.apply(strategy, detached_logits, detached_labels, *features)

@@ -117,9 +117,9 @@ def final_row(last_epoch: dict, **metrics) -> dict:
     }
 
 
-def ray_keys(config: dict, iteration: int, trial_id: str) -> dict:
+def ray_keys(config: dict, iteration: int, trial_id: str, timestamp: int = 1795729181) -> dict:
     return {
-        "timestamp": 1795729181,
+        "timestamp": timestamp + iteration,
         "checkpoint_dir_name": f"checkpoint_{iteration:06d}",
         "should_checkpoint": True,
         "done": False,
@@ -137,13 +137,24 @@ def ray_keys(config: dict, iteration: int, trial_id: str) -> dict:
     }
 
 
-def write_trial(experiment: Path, config: dict, rows: list[dict], *, error: bool = False) -> Path:
-    """One trial folder; ``rows`` are the reports in order (Ray's keys are added)."""
+def write_trial(
+    experiment: Path,
+    config: dict,
+    rows: list[dict],
+    *,
+    error: bool = False,
+    timestamp: int = 1795729181,
+) -> Path:
+    """One trial folder; ``rows`` are the reports in order (Ray's keys are added, the
+    first report at ``timestamp``, one second apart)."""
     trial_id = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
     folder = experiment / f"{config['strategy']}_{config['dataset']}_s{config['seed']}_{trial_id}"
     folder.mkdir(parents=True)
     (folder / "params.json").write_text(json.dumps(config, indent=2, sort_keys=True))
-    lines = [json.dumps({**row, **ray_keys(config, i, trial_id)}) for i, row in enumerate(rows)]
+    lines = [
+        json.dumps({**row, **ray_keys(config, i, trial_id, timestamp)})
+        for i, row in enumerate(rows)
+    ]
     (folder / "result.json").write_text("".join(line + "\n" for line in lines))
     (folder / "params.pkl").write_bytes(pickle.dumps(UnpickleTripwire(experiment / "UNPICKLED")))
     if error:
@@ -159,12 +170,26 @@ def finished_trial(
     test_acc: float,
     *,
     epochs: int = 3,
+    timestamp: int = 1795729181,
+    final: dict | None = None,
     **config_overrides,
 ) -> Path:
-    """A finished trial whose last epoch (and final row) has ``test_acc``."""
+    """A finished trial whose last epoch (and final row) has ``test_acc``; ``final``
+    overrides metrics of the final row."""
     config = trial_config(strategy, seed, epochs=epochs, **config_overrides)
     rows = [epoch_row(e, test_acc - 0.01 * (epochs - 1 - e)) for e in range(epochs)]
-    return write_trial(experiment, config, [*rows, final_row(rows[-1])])
+    return write_trial(
+        experiment, config, [*rows, final_row(rows[-1], **(final or {}))], timestamp=timestamp
+    )
+
+
+def search_record(
+    experiment: Path, params: dict, metric: str = "val_acc", mode: str = "max"
+) -> None:
+    """The record of a sweep's ``search`` block that the sweep runner keeps in the experiment."""
+    experiment.mkdir(parents=True, exist_ok=True)
+    search = {"params": params, "num_samples": 4, "metric": metric, "mode": mode}
+    (experiment / "space.json").write_text(json.dumps({"search": search}))
 
 
 def experiment_files(experiment: Path) -> None:

@@ -1,7 +1,8 @@
-"""Stand-ins with BalanceMM's conventions, written from BALANCEMM.md (BalanceMM itself
-is not installable here): its model's attribute structure, a gathering
-DataParallel-style wrapper, its BaseTrainer constructor, and a fake package with
-its trainer lookup for the registration tests."""
+"""Stand-ins with BalanceMM's conventions (GeWu-Lab/BalanceBenchmark, commit 4c1482f),
+built from the structure of its files (BalanceMM is not installable here): its
+model's attribute structure, a gathering DataParallel-style wrapper, its
+BaseTrainer constructor, and a fake checkout whose entry points pass a trainer
+what BalanceMM's do, for the registration and launcher tests."""
 
 from __future__ import annotations
 
@@ -78,10 +79,26 @@ class GatheringParallel(nn.DataParallel):
 class BaseTrainerStandIn:
     """BalanceMM's ``BaseTrainer.__init__`` signature and the state a trainer reads."""
 
-    def __init__(self, fabric, max_epochs=1000, grad_accum_steps=1, logger=None, **others):
+    def __init__(
+        self,
+        fabric,
+        max_epochs=1000,
+        grad_accum_steps=1,
+        limit_train_batches=float("inf"),
+        limit_val_batches=float("inf"),
+        validation_frequency=1,
+        use_distributed_sampler=True,
+        checkpoint_dir="./experiments/checkpoints",
+        checkpoint_frequency=1,
+        should_train=True,
+        logger=None,
+        tb_logger=None,
+    ):
         self.fabric = fabric
         self.max_epochs = max_epochs
         self.grad_accum_steps = grad_accum_steps
+        self.checkpoint_dir = checkpoint_dir
+        self.should_train = should_train
         self.logger = logger
         self.current_epoch = 0
         self.global_step = 0
@@ -95,52 +112,164 @@ def make_batch(modalities=("audio", "visual"), batch=8, in_dim=5, num_classes=4,
     return out
 
 
-def write_fake_balancemm(root: Path, *, with_trainer_list: bool = True) -> None:
-    """A package named ``balancemm`` reproducing what registration relies on: a
-    ``trainer`` package that imports ``*_trainer.py`` files into ``_trainer_modules``
-    and resolves ``--trainer`` by ``getattr`` over that list; a trainer module that
-    imports the top-level ``models`` package (BalanceMM's UMT bug); and a
-    ``__main__`` that builds the configured trainer and prints what it got."""
-    package = root / "balancemm"
+def write_fake_balancemm(root: Path) -> None:
+    """A checkout named ``balancemm`` whose entry points pass the trainer what BalanceMM's
+    do (commit 4c1482f), built from the structure of its files:
+
+    - ``__main__``: argparse flags; ``create_config`` reads ``configs/trainer_config.yaml``,
+      insists on integer GPU ids in ``--device``, writes ``--alpha`` into the trainer's
+      block, adds ``base_para`` and ``name`` (and ``should_train: False`` in test mode),
+      then calls ``train_and_test`` or ``test``, imported by name when it runs;
+    - ``train.train_and_test`` / ``test.test``: put ``checkpoint_dir`` into the trainer's
+      dict, wrap the model in ``MultiModalParallel`` unless ``device == ''`` (the CPU
+      branch keeps the bare model), create the trainer and run a validation step that
+      needs ``MultiModalParallel``'s convention (the loss alone);
+    - ``trainer``: imports ``*_trainer.py`` into ``_trainer_modules``; ``create_trainer``
+      resolves the name by ``getattr``, sets ``base_para['logger']``, builds
+      ``cls(fabric, para_opt, para_opt['base_para'])``, then sets ``checkpoint_dir`` and
+      overwrites ``name``; ``UMT_trainer.py`` imports the top-level ``models`` package;
+    - ``models.avclassify_model.BaseClassifierModel``: ``encoder_process`` calls the
+      missing ``resnet`` (the method is ``resnet_process``), ``validation_step`` returns
+      a tuple on the bare model.
+
+    Each run prints one JSON line describing the trainer and the run; no data, no
+    training: the device move of the GPU branch is left out so that it runs anywhere.
+    """
     files = {
-        "__init__.py": "",
-        "models/__init__.py": "from . import avclassify_model\n",
-        "models/avclassify_model.py": "class MultiModalParallel:\n    pass\n",
-        "trainer/base_trainer.py": """
-            class BaseTrainer:
-                def __init__(self, fabric, max_epochs=1000, grad_accum_steps=1, logger=None):
-                    self.fabric, self.max_epochs, self.current_epoch = fabric, max_epochs, 0
+        "configs/trainer_config.yaml": """
+            trainer_para:
+              base: {grad_accum_steps: 1, max_epochs: 3}
+              GOAL: {method: ogm_go, alpha: 0.5}
         """,
-        "trainer/UMT_trainer.py": """
+        "balancemm/__init__.py": "",
+        "balancemm/models/__init__.py": "from . import avclassify_model\n",
+        "balancemm/models/avclassify_model.py": """
+            class MultiModalParallel:
+                def __init__(self, model, device_ids=()):
+                    self.module = model
+
+                def validation_step(self, batch, batch_idx, limit_modality):
+                    return self.module.validation_step(batch, batch_idx, limit_modality)[0]
+
+
+            class BaseClassifierModel:
+                def resnet_process(self, modality_data, modality):
+                    return modality_data
+
+                def encoder_process(self, modality_data, modality_name):
+                    return self.resnet(modality_data=modality_data, modality=modality_name)
+
+                def validation_step(self, batch, batch_idx, limit_modality):
+                    loss = 2.0 * self.encoder_process(batch['audio'], 'audio')
+                    return loss, {}, {}, {}
+        """,
+        "balancemm/trainer/base_trainer.py": """
+            class BaseTrainer:
+                def __init__(self, fabric, max_epochs=1000, grad_accum_steps=1,
+                             limit_train_batches=float('inf'), limit_val_batches=float('inf'),
+                             validation_frequency=1, use_distributed_sampler=True,
+                             checkpoint_dir='./experiments/checkpoints', checkpoint_frequency=1,
+                             should_train=True, logger=None, tb_logger=None):
+                    self.fabric, self.max_epochs, self.current_epoch = fabric, max_epochs, 0
+                    self.should_train, self.checkpoint_dir = should_train, checkpoint_dir
+        """,
+        "balancemm/trainer/UMT_trainer.py": """
             from models.avclassify_model import MultiModalParallel
             from balancemm.models.avclassify_model import MultiModalParallel as Original
             assert MultiModalParallel is Original
         """,
-        "trainer/__init__.py": textwrap.dedent("""
+        "balancemm/trainer/__init__.py": """
             import importlib, os
             names = [f[:-3] for f in os.listdir(os.path.dirname(__file__)) if f.endswith('_trainer.py')]
-            modules = [importlib.import_module('.' + n, package='balancemm.trainer') for n in names]
+            _trainer_modules = [importlib.import_module('.' + n, package='balancemm.trainer') for n in names]
 
-            def create_trainer(name, method_dict, para_dict):
-                for module in modules:
-                    cls = getattr(module, name, None)
-                    if cls is not None:
-                        return cls(None, method_dict, para_dict)
-                raise ValueError(f'trainer {name} is not found.')
-        """)
-        + ("_trainer_modules = modules\n" if with_trainer_list else ""),
-        "__main__.py": """
-            import sys
-            from balancemm.trainer import create_trainer
-            from balancemm.trainer.base_trainer import BaseTrainer
-            name = sys.argv[sys.argv.index('--trainer') + 1]
-            trainer = create_trainer(name, {'method': 'ogm_go', 'alpha': 0.5, 'name': 'GOAL'},
-                                     {'max_epochs': 3})
-            print(type(trainer).__name__, isinstance(trainer, BaseTrainer), trainer.strategy.name,
-                  trainer.strategy.hparams['alpha'], trainer.max_epochs)
+            def create_trainer(fabric, trainer_opt, para_opt, args, logger, tb_logger):
+                for module in _trainer_modules:
+                    trainer_cls = getattr(module, trainer_opt['trainer'], None)
+                    if trainer_cls is not None:
+                        break
+                if trainer_cls is None:
+                    raise ValueError('trainer is not found.')
+                para_opt['base_para']['logger'] = logger
+                trainer = trainer_cls(fabric, para_opt, para_opt['base_para'])
+                trainer.checkpoint_dir = args.checkpoint_dir
+                para_opt['name'] = trainer_opt['trainer']
+                return trainer
+        """,
+        "balancemm/run.py": """
+            import json, os
+            from types import SimpleNamespace
+            from .models.avclassify_model import BaseClassifierModel, MultiModalParallel
+            from .trainer import create_trainer
+
+            def run(config, mode):
+                args = SimpleNamespace(**config)
+                args.checkpoint_dir = os.path.join(os.getcwd(), 'experiments', mode, 'checkpoints')
+                model = BaseClassifierModel()
+                if args.Main_config['device'] != '':
+                    model = MultiModalParallel(model, device_ids=[0])
+                args.trainer['checkpoint_dir'] = args.checkpoint_dir
+                trainer = create_trainer(None, args.Main_config, args.trainer, args, 'logger', None)
+                loss = float(model.validation_step({'audio': 1.5}, 0, ['ALL']))
+                print(json.dumps({
+                    'trainer': type(trainer).__name__, 'strategy': trainer.strategy.name,
+                    'hparams': trainer.strategy.hparams, 'max_epochs': trainer.max_epochs,
+                    'should_train': trainer.should_train,
+                    'checkpoint_dir': trainer.checkpoint_dir == args.checkpoint_dir,
+                    'device': args.Main_config['device'], 'fabric': args.fabric, 'loss': loss,
+                }))
+        """,
+        "balancemm/train.py": """
+            from .run import run
+
+            def train_and_test(args):
+                run(args, 'train_and_test')
+        """,
+        "balancemm/test.py": """
+            from .run import run
+
+            def test(args):
+                run(args, 'test')
+        """,
+        "balancemm/__main__.py": """
+            import argparse, os, yaml
+            from balancemm.train import train_and_test
+            from balancemm.test import test
+
+            root_path = os.path.dirname(os.path.dirname(__file__))
+
+            def create_config(args):
+                with open(os.path.join(root_path, 'configs', 'trainer_config.yaml')) as f:
+                    trainer_settings = yaml.safe_load(f)
+                config = {'Main_config': {'device': args.device, 'trainer': args.trainer},
+                          'fabric': {'accelerator': 'gpu', 'devices': [1], 'strategy': 'dp'},
+                          'mode': args.mode}
+                gpu_ids = list(map(int, config['Main_config']['device'].split(',')))
+                config['fabric']['devices'] = [i for i in range(len(gpu_ids))]
+                name = args.trainer.split('Trainer', 1)[0]
+                if args.alpha:
+                    trainer_settings['trainer_para'][name]['alpha'] = args.alpha
+                config['trainer'] = trainer_settings['trainer_para'][name]
+                config['trainer']['base_para'] = trainer_settings['trainer_para']['base']
+                config['trainer']['name'] = name
+                if args.mode == 'test':
+                    config['trainer']['base_para']['should_train'] = False
+                return config
+
+            if __name__ == '__main__':
+                parser = argparse.ArgumentParser()
+                parser.add_argument('--trainer', type=str)
+                parser.add_argument('--mode', type=str, default='train_and_test')
+                parser.add_argument('--device', type=str, default='0')
+                parser.add_argument('--alpha', type=float, default=None)
+                args = create_config(parser.parse_args())
+                if args['mode'] == 'train_and_test':
+                    train_and_test(args)
+                elif args['mode'] == 'test':
+                    test(args)
         """,
     }
     for relative, text in files.items():
-        path = package / relative
+        path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text))

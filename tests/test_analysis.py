@@ -254,15 +254,19 @@ def test_best_bold_second_underlined_dagger_where_reference_significantly_better
         assert column in written.columns
 
 
-def test_ablation_table_has_al_and_go_check_marks(tmp_path):
+def test_ablation_table_has_unimodal_loss_al_and_go_check_marks(tmp_path):
     values = {**ACC, "go": [0.905, 0.91, 0.92, 0.925, 0.94]}
-    text = summary_text(summary_of(tmp_path, tidy_rows(values)), tmp_path)
+    rows = [
+        {**row, "unimodal_loss_weight": 0.0 if row["strategy"] in ("none", "ogm") else 1.0}
+        for row in tidy_rows(values)
+    ]
+    text = summary_text(summary_of(tmp_path, rows), tmp_path)
     ablation = markdown_section(text, "Ablation")
-    assert {m: cells[:2] for m, cells in ablation.items()} == {
-        "none": ["", ""],
-        "al": ["✓", ""],
-        "go": ["", "✓"],
-        "goal": ["✓", "✓"],
+    assert {m: cells[:3] for m, cells in ablation.items()} == {
+        "none": ["", "", ""],
+        "al": ["✓", "✓", ""],
+        "go": ["✓", "", "✓"],
+        "goal": ["✓", "✓", "✓"],
     }
 
 
@@ -531,9 +535,7 @@ def test_figures_from_a_temperature_sweep(tmp_path, drawn):
     assert after.sum() == sum(map(sum, runs["cosine_hist_after"]))
 
 
-def test_every_unit_is_a_panel_group_of_one_figure_per_kind_and_page(
-    tmp_path, drawn, monkeypatch
-):
+def test_every_unit_is_a_panel_group_of_one_figure_per_kind_and_page(tmp_path, drawn, monkeypatch):
     monkeypatch.setattr(plots, "ROWS_PER_PAGE", 2)
     root = tmp_path / "sweep"
     units = [(d, b) for d in ("mfeat", "cremad", "ucf101") for b in ("mlp", "resnet18")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import signal
@@ -14,7 +15,15 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
-from goal_plugin.engine import NONDETERMINISTIC_METRICS, CheckpointError, ConfigError, fit, resolve_config
+from goal_plugin.engine import (
+    NONDETERMINISTIC_METRICS,
+    CheckpointError,
+    ConfigError,
+    DivergenceError,
+    RunFolderError,
+    fit,
+    resolve_config,
+)
 from goal_plugin.engine.checkpoint import load_checkpoint
 from goal_plugin.engine.metrics import canonical_correlations, linear_probe_accuracy, macro_f1
 
@@ -97,10 +106,15 @@ def test_same_seed_same_numbers_different_seed_different_numbers():
     assert deterministic_part(first)[0] != deterministic_part(other)[0]
 
 
-def test_default_trial_runs_from_the_command_line():
-    result = run_cli(["--quiet"], timeout=120)
+def test_default_trial_runs_from_the_command_line_into_a_new_run_folder(tmp_path):
+    result = run_cli(["--quiet"], timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "test_acc" in result.stdout and "probe_acc_fou" in result.stdout
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert folder.name.startswith("mfeat-goal-")
+    assert f"metrics and checkpoints in runs/{folder.name}" in result.stdout
+    assert json.loads((folder / "metrics.json").read_text())["finished"]
+    assert load_checkpoint(folder / "checkpoint")["epoch"] == 19
 
 
 def test_default_mfeat_pair_shows_modality_imbalance():
@@ -184,6 +198,12 @@ def test_modulation_window_and_recipe_defaults():
         ({"fusion": "film"}, "fusion"),
         ({"logits_source": "heads"}, "logits_source"),
         ({"device": "cuda:7"} if not torch.cuda.is_available() else {"device": "tpu"}, "device"),
+        ({"device": [1]}, "device must be a string"),
+        ({"lr": 1e39}, "lr must be <="),  # torch's float32 update would overflow with a traceback
+        ({"strategy": "OGM_GE"}, "did you mean 'ogm_ge'"),
+        ({"dataset": "MFEAT"}, "did you mean 'mfeat'"),
+        ({"backbone": "MLP"}, "did you mean 'mlp'"),
+        ({"strategy": ["goal"]}, "unknown strategy"),
     ],
 )
 def test_bad_configs_name_the_key_before_training(config, key):
@@ -195,7 +215,7 @@ def test_bad_configs_name_the_key_before_training(config, key):
     "config, key",
     [
         ({"dataset_options": {"veiws": ["pix", "fou"]}}, "veiws"),
-        ({"backbone_options": {"fou": {"out_dim": 16}}}, "feature sizes"),
+        ({"backbone_options": {"fou": {"out_dim": 16}}}, "Set the backbone option feature_dim"),
         ({"dataset_options": {"views": ["fou"]}}, "at least 2 modalities"),
         ({"backbone": "resnet18"}, "use backbone 'mlp'"),
     ],
@@ -255,6 +275,56 @@ def test_conflict_rate_makes_the_weaker_modality_contradict_the_label():
     conflicted_visual, conflicted_audio = weak_head_accuracy(0.6)
     assert conflicted_visual < clean_visual - 0.15
     assert conflicted_audio == pytest.approx(clean_audio, abs=0.05)
+
+
+# -------------------------------------------------------------- divergence
+def test_non_finite_loss_stops_the_run_naming_epoch_and_step(tmp_path):
+    """lr=1000 used to end as a "finished" run at chance accuracy (or, with
+    diagnostics on, in a linalg.svd traceback)."""
+    with pytest.raises(DivergenceError, match=r"loss is (nan|inf|-inf) at epoch 1/3, step \d+/19") as info:
+        fit({"lr": 1000, "epochs": 3}, output_dir=tmp_path)
+    error = info.value
+    assert error.epoch == 0 and 0 <= error.step < 19 and f"step {error.step + 1}/19" in str(error)
+    copy = pickle.loads(pickle.dumps(error))  # Ray hands the trial's exception to the driver pickled
+    assert (type(copy), str(copy), copy.epoch, copy.step) == (DivergenceError, str(error), error.epoch, error.step)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert not saved["finished"] and saved["history"] == [] and saved["error"] == str(error)
+    assert not (tmp_path / "checkpoint").exists()
+
+
+def test_update_that_breaks_the_model_after_finite_losses_is_divergence():
+    """One step per epoch: the only loss is finite, its update overflows the model."""
+    with pytest.raises(DivergenceError, match=r"finite through epoch 1/1.*outputs on the val split are not finite"):
+        fit({"lr": 1e38, "momentum": 0.0, "batch_size": 5000, "epochs": 1})
+
+
+def test_diagnostics_give_nan_not_a_traceback_on_non_finite_features():
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(60, 4, generator=generator)
+    labels = torch.arange(60) % 3
+    broken = features.clone()
+    broken[5, 2] = float("nan")
+    broken[7, 1] = float("inf")
+    assert torch.isnan(canonical_correlations(broken, features)).all()
+    assert len(canonical_correlations(features[:, :3], broken)) == 3
+    assert math.isnan(linear_probe_accuracy(broken, labels, features, labels, 3))
+    assert math.isnan(linear_probe_accuracy(features, labels, broken, labels, 3))
+
+
+# -------------------------------------------------------------- run folders
+def test_output_folder_holding_a_run_is_refused_unless_overwritten(tmp_path):
+    fit(small(epochs=1), output_dir=tmp_path)
+    before = {name: (tmp_path / name).read_bytes() for name in ("config.json", "metrics.json")}
+    with pytest.raises(RunFolderError, match=f"{tmp_path}.*already holds a run"):
+        fit(small(epochs=1, lr=0.5), output_dir=tmp_path)
+    assert before == {name: (tmp_path / name).read_bytes() for name in before}
+    fit(small(epochs=1), output_dir=tmp_path, resume_from=tmp_path)  # the run in it may continue
+    fit(small(epochs=2, lr=0.5), output_dir=tmp_path, overwrite=True)
+    replaced = json.loads((tmp_path / "metrics.json").read_text())
+    assert replaced["config"]["lr"] == 0.5 and len(replaced["history"]) == 2
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(RunFolderError, match="a_file.*existing file"):
+        fit(small(epochs=1), output_dir=tmp_path / "a_file")
 
 
 # ------------------------------------------------------------- checkpoints

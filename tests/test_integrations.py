@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 import os
 import re
 import subprocess
@@ -23,9 +24,15 @@ import yaml
 from torch import nn
 
 import goal_plugin as gp
+from goal_plugin.integrations import (
+    attached,
+    detach,
+    feature_space_backward,
+    parameter_space_backward,
+)
 from goal_plugin.integrations import balancemm as bmm
-from goal_plugin.integrations import feature_space_backward, parameter_space_backward
 from tests import _balancemm_like as like
+from tests import _ogm_ge_like as ogm_like
 from tests._reference import gradient_orthogonalisation
 from tests._tiny import TinyMultimodal, loss_terms, make_batch
 
@@ -154,13 +161,14 @@ def test_attach_labels_are_required_by_ogm_and_used_once():
     model, inputs, labels = tiny()
     fusion = PositionalFusion(model.fusion)
     handle = gp.attach(fusion, gp.create_strategy("ogm"), logits_fn_for("positional", model.heads))
-    feats = model.features(inputs)
-    with pytest.raises(ValueError, match="set_labels"):
-        fusion(*feats)
+    with pytest.raises(ValueError, match="set_labels"):  # the backward, where OGM reads them, says so
+        fusion(*model.features(inputs)).sum().backward()
     handle.set_labels(labels)
-    fusion(*feats)
+    fusion(*model.features(inputs)).sum().backward()
     with pytest.raises(ValueError, match="set_labels"):  # a stale batch's labels are never reused
-        fusion(*feats)
+        fusion(*model.features(inputs)).sum().backward()
+    with torch.no_grad():
+        fusion(*model.features(inputs))  # evaluation: the gate does nothing, so it needs no labels
     handle.remove()
 
 
@@ -189,7 +197,7 @@ def test_attach_refuses_bad_arguments():
     with pytest.raises(ValueError, match="Strategy"):
         gp.attach(fusion, "go")
     handle = gp.attach(fusion, gp.create_strategy("go"))
-    with pytest.raises(ValueError, match="already has a strategy attached"):
+    with pytest.raises(ValueError, match="already has go attached"):
         gp.attach(fusion, gp.create_strategy("go"))
     with pytest.raises(ValueError, match="not a tensor"):
         fusion(model.features(inputs)[0], "concat")
@@ -199,6 +207,110 @@ def test_attach_refuses_bad_arguments():
     with pytest.raises(ValueError, match="dict with the features' keys"):
         dict_fusion(dict(zip(KEYS, model.features(inputs))))
     handle.remove()
+
+
+def test_attached_and_detach_find_and_remove_the_handle():
+    model, inputs, labels = tiny()
+    fusion = PositionalFusion(model.fusion)
+    out_before, grads_before = fusion_step_grads(model, fusion, "positional", inputs, labels)
+    assert attached(fusion) is None and detach(fusion) is None
+    handle = gp.attach(fusion, gp.create_strategy("goal"), logits_fn_for("positional", model.heads))
+    assert attached(fusion) is handle and handle.module is fusion
+    assert detach(fusion) is handle
+    assert attached(fusion) is None and detach(fusion) is None
+    out_after, grads_after = fusion_step_grads(model, fusion, "positional", inputs, labels)
+    assert not fusion._forward_pre_hooks and not fusion._forward_hooks
+    assert torch.equal(out_before, out_after)
+    assert all(torch.equal(grads_before[k], grads_after[k]) for k in grads_before)
+    again = gp.attach(fusion, gp.create_strategy("go"))  # attachable again
+    assert attached(fusion) is again
+    again.remove()
+    assert attached(fusion) is None
+
+
+# ------------------------------------------- attach on OGM-GE's fusion modules
+def ogm_ge_model(fusion, seed=0):
+    torch.manual_seed(seed)
+    model = ogm_like.AVClassifier(fusion).double()
+    heads = nn.ModuleList([nn.Linear(6, 4), nn.Linear(6, 4)]).double()
+    return model, heads
+
+
+def grads_of_all(*modules):
+    return {f"{i}.{k}": g for i, m in enumerate(modules) for k, g in grads_of(m).items()}
+
+
+def ogm_ge_reference(model, heads, batch, strategy, heads_read="features"):
+    """The gate by hand between the encoders and the fusion module; the heads read the
+    encoders' features (the correct gradients) or the gated ones (what must not happen)."""
+    audio, visual, labels = batch
+    model.zero_grad(set_to_none=True)
+    heads.zero_grad(set_to_none=True)
+    a, v = model.features(audio, visual)
+    gated = strategy.gate(a, v, logits=(heads[0](a), heads[1](v)), labels=labels)
+    head_inputs = (a, v) if heads_read == "features" else gated
+    out = model.fusion_module(*gated)[-1]
+    unimodal = F.cross_entropy(heads[0](head_inputs[0]), labels) + F.cross_entropy(heads[1](head_inputs[1]), labels)
+    (F.cross_entropy(out, labels) + unimodal).backward()
+    return grads_of_all(model, heads)
+
+
+@pytest.mark.parametrize("fusion", ["concat", "sum", "film"])
+@pytest.mark.parametrize("name", ALL)
+def test_attach_hands_back_ungated_features_from_an_ogm_ge_fusion(fusion, name):
+    # x, y, out = fusion(x, y): unimodal heads on the returned x, y must train the
+    # encoders without the strategy, as heads on the encoders' features do.
+    model, heads = ogm_ge_model(fusion)
+    audio, visual, labels = batch = ogm_like.make_batch()
+    handle = gp.attach(model.fusion_module, gp.create_strategy(name), lambda a, v: (heads[0](a), heads[1](v)))
+    handle.set_labels(labels)
+    a, v, out = model(audio, visual)
+    (F.cross_entropy(out, labels) + F.cross_entropy(heads[0](a), labels) + F.cross_entropy(heads[1](v), labels)).backward()
+    handle.remove()
+    actual = grads_of_all(model, heads)
+    assert_same_grads(actual, ogm_ge_reference(model, heads, batch, gp.create_strategy(name)), atol=1e-12)
+    if name == "goal":  # the wrong reading (heads on the gated features) differs: the test can tell
+        wrong = ogm_ge_reference(model, heads, batch, gp.create_strategy(name), heads_read="gated")
+        assert not torch.allclose(actual["0.audio_net.0.weight"], wrong["0.audio_net.0.weight"], atol=1e-6)
+
+
+class FusionReturningADict(PositionalFusion):
+    def forward(self, features):
+        return {"features": features, "output": self.linear(torch.cat(list(features.values()), dim=1))}
+
+
+def test_attach_hands_back_ungated_features_inside_returned_containers():
+    model, inputs, labels = tiny()
+    fusion = FusionReturningADict(model.fusion)
+    handle = gp.attach(fusion, gp.create_strategy("goal"), logits_fn_for("mapping", model.heads))
+    returned = fusion(dict(zip(KEYS, model.features(inputs))))
+    unimodal = sum(F.cross_entropy(head(returned["features"][k]), labels) for head, k in zip(model.heads, KEYS))
+    (F.cross_entropy(returned["output"], labels) + unimodal).backward()
+    handle.remove()
+    assert_same_grads(grads_of(model), gate_path_grads(model, inputs, labels, gp.create_strategy("goal")), atol=1e-12)
+
+
+def test_attach_on_a_gated_fusion_refuses_a_loss_on_a_second_output():
+    # GatedFusion returns projections computed from the gated inputs: the fused output
+    # alone is the gate's result; a loss on a projection as well cannot be told apart.
+    model, heads = ogm_ge_model("gated")
+    audio, visual, labels = ogm_like.make_batch()
+    handle = gp.attach(model.fusion_module, gp.create_strategy("goal"), lambda a, v: (heads[0](a), heads[1](v)))
+    out_x, _, out = model(audio, visual)
+    with pytest.raises(RuntimeError, match=r"output\[[02]\] and output\[[02]\] of GatedFusion"):
+        (F.cross_entropy(out, labels) + F.cross_entropy(heads[0](out_x), labels)).backward()
+    with torch.no_grad():
+        model(audio, visual)  # evaluation is untouched
+    model.zero_grad(set_to_none=True)
+    _, _, out = model(audio, visual)
+    F.cross_entropy(out, labels).backward()
+    actual = grads_of_all(model)
+    handle.remove()
+    model.zero_grad(set_to_none=True)
+    a, v = model.features(audio, visual)
+    gated = gp.create_strategy("goal").gate(a, v, logits=(heads[0](a), heads[1](v)))
+    F.cross_entropy(model.fusion_module(*gated)[2], labels).backward()
+    assert_same_grads(actual, grads_of_all(model), atol=1e-12)
 
 
 # ------------------------------------------------------------ post-backward
@@ -392,6 +504,10 @@ def test_balancemm_method_dict_keys():
     assert harness == strategy.defaults
     strategy, harness = bmm.settings_from_method_dict({**BOOKKEEPING})
     assert strategy.name == "goal"  # every key may be left out
+    added_by_balancemm = {"base_para": {"max_epochs": 3, "logger": None, "should_train": False},
+                          "name": "GOAL", "checkpoint_dir": "/runs/x/checkpoints"}
+    strategy, _ = bmm.settings_from_method_dict({"method": "al", "temperature": 0.5, **added_by_balancemm})
+    assert (strategy.name, strategy.hparams["temperature"]) == ("al", 0.5)
     strategy, harness = bmm.settings_from_method_dict(
         {"method": "ogm_ge", "alpha": 0.8, "modulation_ends": 20, "unimodal_loss_weight": 0.5}
     )
@@ -448,15 +564,36 @@ def test_register_refuses_a_balancemm_without_its_trainer_list(monkeypatch):
         bmm.register_with_balancemm()
 
 
-def test_balancemm_resolves_goaltrainer_by_name(tmp_path):
-    like.write_fake_balancemm(tmp_path)
+def run_fake_balancemm(checkout, *args):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-m", "goal_plugin.integrations.balancemm", "--trainer", "GOALTrainer"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
+    return subprocess.run(
+        [sys.executable, "-m", "goal_plugin.integrations.balancemm", *args],
+        cwd=checkout, env=env, capture_output=True, text=True, timeout=120, check=False,
     )
+
+
+@pytest.mark.parametrize("mode", ["train_and_test", "test"])
+def test_balancemm_entry_points_build_goaltrainer_by_name(tmp_path, mode):
+    # The trainer gets what BalanceMM's __main__, train.py / test.py and create_trainer
+    # put into its dict: the config block, --alpha, base_para, name, checkpoint_dir.
+    like.write_fake_balancemm(tmp_path)
+    result = run_fake_balancemm(tmp_path, "--trainer", "GOALTrainer", "--alpha", "0.7", "--mode", mode)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["GOALTrainer", "True", "ogm_go", "0.5", "3"]
+    run = json.loads(result.stdout.splitlines()[-1])
+    assert (run["trainer"], run["strategy"], run["hparams"]["alpha"]) == ("GOALTrainer", "ogm_go", 0.7)
+    assert run["max_epochs"] == 3 and run["checkpoint_dir"] and run["should_train"] == (mode != "test")
+    assert run["device"] == "0" and run["loss"] == 3.0  # GPU branch; the resnet alias worked
+
+
+@pytest.mark.parametrize("mode", ["train_and_test", "test"])
+def test_balancemm_cpu_option_takes_its_cpu_branch(tmp_path, mode):
+    like.write_fake_balancemm(tmp_path)
+    result = run_fake_balancemm(tmp_path, "--cpu", "--trainer", "GOALTrainer", "--mode", mode)
+    assert result.returncode == 0, result.stderr
+    run = json.loads(result.stdout.splitlines()[-1])
+    assert run["device"] == "" and run["fabric"] == {"accelerator": "cpu", "devices": 1, "strategy": "auto"}
+    assert run["loss"] == 3.0  # the bare model's validation step, with the wrapper's convention
+    assert run["trainer"] == "GOALTrainer" and run["should_train"] == (mode != "test")
 
 
 def test_docs_publish_the_config_block_and_every_known_issue():
@@ -485,3 +622,34 @@ def test_plain_loop_gets_go_in_at_most_five_changed_lines():
     page = (ROOT / "docs" / "plain_pytorch.md").read_text()
     for line in changed:
         assert line in page, line  # the page shows this very diff
+
+
+# ------------------------------------------- the OGM-GE-shaped examples
+def diff_lines(base: Path, variant: Path) -> list[str]:
+    """The added and removed lines of code (blank lines not counted)."""
+    diff = difflib.unified_diff(base.read_text().splitlines(), variant.read_text().splitlines(), n=0)
+    return [line for line in list(diff)[2:] if line[:1] in "+-" and line[1:].strip()]
+
+
+def test_ogm_ge_examples_train_evaluate_and_are_the_diffs_the_page_shows():
+    examples = ROOT / "docs" / "examples"
+    base = examples / "ogm_ge_like.py"
+    runs = {  # script -> arguments; GOAL and GO replace OGM's own block
+        base: ["--epochs", "2"],
+        examples / "ogm_ge_like_goal.py": ["--epochs", "2", "--modulation", "Normal"],
+        examples / "ogm_ge_like_ogm_go.py": ["--epochs", "2", "--modulation", "Normal"],
+    }
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, str(p), *a], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) for p, a in runs.items()]
+    outputs = [proc.communicate(timeout=180) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0], [err for _, err in outputs]
+    losses = [float(re.search(r"final loss (\S+)", out).group(1)) for out, _ in outputs]
+    assert len(set(losses)) == 3  # each changed the training
+    page = (ROOT / "docs" / "ogm_ge_loop.md").read_text()
+    goal = diff_lines(base, examples / "ogm_ge_like_goal.py")
+    ogm_go = diff_lines(base, examples / "ogm_ge_like_ogm_go.py")
+    assert (len(goal), len(ogm_go)) == (7, 13)  # the counts the page states
+    assert "7 diff lines" in page and "13 diff lines" in page
+    for line in goal + ogm_go:
+        assert line in page, line  # the page shows these very diffs

@@ -9,7 +9,6 @@ import torch
 import goal_plugin as gp
 from goal_plugin.data import build_dataset, list_datasets, stratified_split
 from goal_plugin.models import ConcatFusion, SumFusion, build_network, create_backbone, list_backbones
-from goal_plugin.models.backbones import ResNet18Trunk
 
 
 def test_backbone_registry_lists_and_refuses_unknown():
@@ -37,21 +36,6 @@ def test_frames_are_pooled_over_time():
     frame = torch.randn(2, 3, 1, 32, 32)
     with torch.no_grad():
         assert torch.allclose(encoder(frame.repeat(1, 1, 3, 1, 1)), encoder(frame), atol=1e-5)
-
-
-def test_resnet18_loads_local_rgb_weights_into_a_spectrogram_encoder(tmp_path):
-    torch.manual_seed(0)
-    rgb = ResNet18Trunk(3)
-    state = rgb.state_dict() | {"fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000)}
-    torch.save(state, tmp_path / "resnet18.pth")
-    audio = create_backbone("resnet18", (1, 64, 48), pretrained_path=str(tmp_path / "resnet18.pth"))
-    assert torch.allclose(audio.trunk.conv1.weight, rgb.conv1.weight.mean(dim=1, keepdim=True))
-    assert torch.equal(audio.trunk.layer4[1].conv2.weight, rgb.layer4[1].conv2.weight)
-    with pytest.raises(ValueError, match="not a file"):
-        create_backbone("resnet18", (1, 64, 48), pretrained_path=str(tmp_path / "missing.pth"))
-    torch.save({"something": torch.zeros(1)}, tmp_path / "other.pth")
-    with pytest.raises(ValueError, match="does not fit ResNet-18"):
-        create_backbone("resnet18", (1, 64, 48), pretrained_path=str(tmp_path / "other.pth"))
 
 
 @pytest.mark.parametrize("fusion_cls", [ConcatFusion, SumFusion])
@@ -133,6 +117,9 @@ def test_mfeat_views_and_standardisation():
     assert set(sample) == {"pix", "fou", "mor", "label"}
     with pytest.raises(ValueError, match="views"):
         build_dataset("mfeat", views=("pix", "colour"))
+    for not_a_list in (3, "pix"):
+        with pytest.raises(ValueError, match="views must be a list of view names"):
+            build_dataset("mfeat", views=not_a_list)
     with pytest.raises(ValueError, match="data_root"):
         build_dataset("mfeat", root="/data/mfeat")
 

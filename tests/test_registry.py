@@ -13,12 +13,13 @@ from goal_plugin import registry
 from goal_plugin.strategies import Strategy
 from goal_plugin.strategies.direction import GradientOrthogonalisation
 
-BUILT_IN = {"none", "al", "go", "goal", "ogm", "ogm_ge", "ogm_go", "arl", "arl_go"}
+BUILT_IN = {"none", "none_uniloss", "al", "go", "goal", "ogm", "ogm_ge", "ogm_go", "arl", "arl_go"}
 
 
 @pytest.fixture
 def scratch_registry():
     """Restore the registry after a test that registers names."""
+    registry.STRATEGIES.names()  # load the built-ins first, or restoring would drop them
     saved = dict(registry.STRATEGIES._factories)
     yield
     registry.STRATEGIES._factories.clear()
@@ -38,6 +39,18 @@ def test_unknown_name_lists_available_and_closest():
     assert "'gaol'" in message and "did you mean 'goal'" in message
     for name in BUILT_IN:
         assert name in message
+
+
+@pytest.mark.parametrize("name, meant", [("OGM_GE", "ogm_ge"), ("Goal", "goal"), ("ARL-GO", "arl_go")])
+def test_names_in_another_case_get_the_registered_spelling_suggested(name, meant):
+    with pytest.raises(ValueError, match=f"unknown strategy '{name}'; did you mean '{meant}'"):
+        gp.create_strategy(name)
+
+
+@pytest.mark.parametrize("name", [["goal"], {"goal": 1}, None, 3])
+def test_a_name_that_is_not_a_string_is_a_value_error(name):
+    with pytest.raises(ValueError, match=r"unknown strategy .*\. Available: .*goal"):
+        gp.create_strategy(name)
 
 
 def test_misspelt_hyperparameter_is_named_with_suggestion():
@@ -170,3 +183,24 @@ def test_plugin_cannot_shadow_a_built_in(tmp_path, monkeypatch, plugin_cleanup):
             "[goal_plugin.strategies]\ngoal = third_party_strategies:factory\n",
         )
     assert gp.create_strategy("goal").direction is not None
+
+
+def test_built_ins_that_fail_to_import_fail_every_lookup(tmp_path, monkeypatch, request):
+    """A registry whose built-ins module cannot be imported (a missing dependency) raises
+    that error on every lookup, rather than going on without the built-ins after the first."""
+    (tmp_path / "scratch_registry_home.py").write_text(
+        "from goal_plugin._registry import Registry\n"
+        "THINGS = Registry('thing', built_ins='scratch_built_ins')\n"
+    )
+    (tmp_path / "scratch_built_ins.py").write_text(
+        "from scratch_registry_home import THINGS\n"
+        "THINGS.register('kept')(dict)\n"
+        "import a_dependency_that_is_not_installed\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    request.addfinalizer(lambda: [sys.modules.pop(m, None) for m in ("scratch_registry_home", "scratch_built_ins")])
+    from scratch_registry_home import THINGS
+
+    for lookup in (THINGS.names, lambda: THINGS.get("kept"), THINGS.names):
+        with pytest.raises(ModuleNotFoundError, match="a_dependency_that_is_not_installed"):
+            lookup()

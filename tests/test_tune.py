@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import yaml
 
 from goal_plugin.engine import NONDETERMINISTIC_METRICS
 from goal_plugin.tune import SweepSpecError, load_space, parse_space, run_sweep
-from goal_plugin.tune.searcher import GridOptunaSearcher
+from goal_plugin.tune.searcher import CellSearcher
 from goal_plugin.tune.space import SPACES_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,14 +34,14 @@ def test_shipped_spaces_are_valid_and_cover_the_studies():
         load_space(name)
     default = load_space("default")
     assert default.total_trials >= 40
-    assert set(default.grid["strategy"]) == {"none", "al", "go", "goal", "ogm", "ogm_go", "arl", "arl_go"}
+    assert {"none", "al", "go", "goal", "ogm", "ogm_go", "arl", "arl_go"} <= set(default.grid["strategy"])
     assert len(default.grid["seed"]) >= 5
     temperature = load_space("temperature")
     assert temperature.grid["temperature"] == [0.2, 0.4, 0.6, 0.8, 1.0]
     searched = load_space("temperature_search")
     assert searched.search.params["temperature"].distribution == "loguniform"
     assert all(cell.search_params == ("temperature",) for cell in searched.cells)
-    assert set(load_space("ablation").grid["strategy"]) == {"none", "al", "go", "goal"}
+    assert {"none", "al", "go", "goal"} <= set(load_space("ablation").grid["strategy"])
 
 
 def test_hyperparameter_axes_apply_only_to_strategies_that_take_them():
@@ -68,6 +69,7 @@ def test_hyperparameter_axes_apply_only_to_strategies_that_take_them():
         ({"search": {"temperature": {"distribution": "uniform", "low": 0.1, "high": 1}}}, "search", ["num_samples"]),
         ({"resources": {"cpu": 0}}, "resources", ["cpu"]),
         ({"resources": {"tpu": 1}}, "resources.tpu", ["gpu"]),
+        ({"grid": {"strategy": ["none", "goal"], "temperature": [-1.0]}}, "grid.temperature", ["> 0", "-1.0"]),
     ],
 )
 def test_bad_spaces_name_file_key_and_allowed_values(tmp_path, space, where, words):
@@ -97,82 +99,65 @@ def searched_spec(num_samples=3):
     )
 
 
-def test_searcher_hands_out_rounds_and_restores_its_studies(tmp_path):
+def test_searcher_hands_out_rounds_and_studies_each_cell():
     spec = searched_spec()
     assert spec.total_trials == 2 + 2 * 3
-    searcher = GridOptunaSearcher(spec)
+    searcher = CellSearcher(spec)
     first_round = [searcher.suggest(f"t{i}") for i in range(4)]
     assert [c["strategy"] for c in first_round] == ["none", "none", "goal", "goal"]
     assert "temperature" not in first_round[0] and 0.1 <= first_round[2]["temperature"] <= 10
     for i, config in enumerate(first_round):
         searcher.on_trial_complete(f"t{i}", {"val_acc": 0.5 + 0.01 * i, "final": True})
-    searcher.save(str(tmp_path / "state.pkl"))
-    restored = GridOptunaSearcher(spec)
-    with pytest.warns(UserWarning, match="not reconciled"):  # no Ray experiment state here
-        restored.restore(str(tmp_path / "state.pkl"))
-    rest = [restored.suggest(f"u{i}") for i in range(4)]
-    assert [c["strategy"] for c in rest] == ["goal"] * 4
-    assert [c["seed"] for c in rest] == [0, 1, 0, 1]
-    assert restored.suggest("u9") == "FINISHED"
-    assert len(restored.studies[2].trials) == 3  # the study of cell (goal, seed 0) continued
-    restored.on_trial_complete("u0", None, error=True)
-    assert restored.studies[2].trials[1].state.name == "FAIL"
+    rest = [searcher.suggest(f"u{i}") for i in range(4)]
+    assert [(c["strategy"], c["seed"]) for c in rest] == [("goal", 0), ("goal", 1)] * 2
+    assert searcher.suggest("u9") == "FINISHED"
+    searcher.on_trial_complete("u0", None, error=True)
+    goal_s0 = searcher.studies[2]
+    assert [t.state.name for t in goal_s0.trials] == ["COMPLETE", "FAIL", "RUNNING"]
 
 
-def test_searcher_reconciles_with_the_trials_ray_restores():
-    """Ray saves the experiment state and the searcher state as separate files; after a
-    driver died between the two, the trials Ray restores decide what counts as issued."""
-    spec = searched_spec(num_samples=2)
-    searcher = GridOptunaSearcher(spec)
-    configs = {f"t{i}": searcher.suggest(f"t{i}") for i in range(5)}  # round 1, then goal s0 again
-    searcher.on_trial_complete("t0", {"val_acc": 0.9})
-    known = [
-        # t0 (none, seed 0) finished and was told; t1 finished after the searcher state was saved
-        {"trial_id": "t0", "config": configs["t0"], "status": "TERMINATED", "last_result": {"val_acc": 0.9}},
-        {"trial_id": "t1", "config": configs["t1"], "status": "TERMINATED", "last_result": {"val_acc": 0.8}},
-        # t2 (goal, seed 0, searched) finished after the save: its value must reach the study
-        {"trial_id": "t2", "config": configs["t2"], "status": "TERMINATED", "last_result": {"val_acc": 0.7}},
-        # t3 (goal, seed 1) still running; t4 was suggested but never saved by Ray
-        {"trial_id": "t3", "config": configs["t3"], "status": "RUNNING", "last_result": {}},
-        # a trial Ray created after the searcher state was saved (the searcher never saw it)
-        {"trial_id": "x9", "config": {**configs["t3"], "temperature": 0.5}, "status": "TERMINATED", "last_result": {"val_acc": 0.6}},
-    ]
-    searcher.reconcile(known)
+def test_searcher_state_is_rebuilt_from_the_trials_ray_restores():
+    """Nothing but Ray's trial list: counts, pending trials and studies come back
+    from it, and the samples drawn afterwards are those of an uninterrupted search."""
+    spec = searched_spec(num_samples=3)
+    uninterrupted = CellSearcher(spec)
+    configs = {f"t{i}": uninterrupted.suggest(f"t{i}") for i in range(6)}  # round 1, then goal s0, s1
+    for i in range(4):
+        uninterrupted.on_trial_complete(f"t{i}", {"val_acc": 0.9 - 0.1 * i})
+    later = [uninterrupted.suggest(f"v{i}") for i in range(2)]
+
+    restored = CellSearcher(spec)  # the driver died after t0..t5 were created; Ray kept t0..t4
+    restored.rebuild([
+        {"trial_id": f"t{i}", "config": configs[f"t{i}"], "status": "TERMINATED", "last_result": {"val_acc": 0.9 - 0.1 * i}}
+        for i in range(4)
+    ] + [{"trial_id": "t4", "config": configs["t4"], "status": "RUNNING", "last_result": {}}])
     cells = [(c.config["strategy"], c.config["seed"]) for c in spec.cells]
-    assert dict(zip(cells, searcher.issued)) == {("none", 0): 1, ("none", 1): 1, ("goal", 0): 1, ("goal", 1): 2}
-    assert set(searcher.pending) == {"t3"}
-    goal_s0, goal_s1 = searcher.studies[cells.index(("goal", 0))], searcher.studies[cells.index(("goal", 1))]
-    assert [t.state.name for t in goal_s0.trials] == ["COMPLETE", "FAIL"]  # t2 told, t4 dropped
-    assert goal_s0.trials[0].value == 0.7
-    assert any(t.value == 0.6 and t.params == {"temperature": 0.5} for t in goal_s1.trials)
-    assert searcher.suggest("n1")["strategy"] == "goal" and searcher.suggest("n1b") == "FINISHED"
+    assert dict(zip(cells, restored.issued)) == {("none", 0): 1, ("none", 1): 1, ("goal", 0): 2, ("goal", 1): 1}
+    assert set(restored.pending) == {"t4"}
+    goal_s0 = restored.studies[cells.index(("goal", 0))]
+    assert [t.state.name for t in goal_s0.trials] == ["COMPLETE", "RUNNING"]
+    assert goal_s0.trials[0].value == pytest.approx(0.7)
+    again = restored.suggest("w0")  # t5, forgotten by Ray, is drawn again, the same
+    assert again == configs["t5"]
+    assert [restored.suggest(f"w{i}") for i in (1, 2)] == later
+    assert restored.suggest("w3") == "FINISHED"
+    restored.on_trial_complete("t4", {"val_acc": 0.5})  # the restored running trial reaches its study
+    assert [t.state.name for t in goal_s0.trials[:2]] == ["COMPLETE", "COMPLETE"]
+    assert goal_s0.trials[1].value == 0.5
 
 
-def test_concurrency_limit_counts_only_the_trials_ray_restores():
-    """The searcher enforces the concurrency limit from its reconciled pending trials:
-    trials that finished before a restart must not keep holding slots."""
-    from ray.tune.search import ConcurrencyLimiter
-
+def test_searcher_enforces_max_concurrent_from_its_pending_trials():
     spec = parse_space({"name": "limit", "base": FAST, "grid": {"strategy": ["none", "go"], "seed": [0, 1, 2]}})
-    searcher = GridOptunaSearcher(spec)
-    limiter = ConcurrencyLimiter(searcher, max_concurrent=2)  # as Ray wraps it for max_concurrent_trials
-    first = {tid: limiter.suggest(tid) for tid in ("t0", "t1")}
-    assert limiter.suggest("t2") is None  # two live trials: wait
-    saved, limiter_saved = searcher.get_state(), limiter.get_state()
-    limiter.on_trial_complete("t0", {"val_acc": 0.9})
-    assert limiter.suggest("t3")["seed"] == 2
-
-    # A restart whose searcher state was saved before t0 and t1 finished.
-    restored = GridOptunaSearcher(spec)
-    restored_limiter = ConcurrencyLimiter(restored, max_concurrent=2)
-    restored_limiter.set_state(limiter_saved)  # as Ray's SearchGenerator restores it
-    restored.set_state(saved)
-    restored.reconcile([
+    searcher = CellSearcher(spec, max_concurrent=2)
+    first = {tid: searcher.suggest(tid) for tid in ("t0", "t1")}
+    assert searcher.suggest("t2") is None  # two live trials: wait
+    restored = CellSearcher(spec, max_concurrent=2)  # after a restart both had finished
+    restored.rebuild([
         {"trial_id": tid, "config": config, "status": "TERMINATED", "last_result": {"val_acc": 0.9}}
         for tid, config in first.items()
     ])
     assert restored.pending == {}
-    second = [restored_limiter.suggest(tid) for tid in ("u0", "u1", "u2")]
+    second = [restored.suggest(tid) for tid in ("u0", "u1", "u2")]
     assert [(c["strategy"], c["seed"]) for c in second[:2]] == [("none", 2), ("go", 0)]
     assert second[2] is None  # the limit holds for the trials started since
 
@@ -217,7 +202,7 @@ def final_row(trial_dir):
 
 def run_cli(args, **kwargs):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(SWEEP + args, capture_output=True, text=True, env=env, **kwargs)
+    return subprocess.run(SWEEP + args, check=False, capture_output=True, text=True, env=env, **kwargs)
 
 
 def test_trial_killed_with_sigkill_is_retried_and_matches_an_uninterrupted_run(ray_address, tmp_path):
@@ -249,7 +234,7 @@ def test_trial_killed_with_sigkill_is_retried_and_matches_an_uninterrupted_run(r
     output, _ = driver.communicate(timeout=300)
     assert killed_pid is not None, output
     assert driver.returncode == 0, output
-    assert "retrying" in output
+    assert re.search(r"retrying \S+ from its checkpoint after epoch [2-7]\n", output), output
     killed_dir = trial_dirs(storage / "killed")[0]
     assert len({row["pid"] for row in result_rows(killed_dir)}) == 2  # a second worker finished it
 
@@ -260,60 +245,20 @@ def test_trial_killed_with_sigkill_is_retried_and_matches_an_uninterrupted_run(r
     assert final_row(killed_dir) == final_row(reference_dir)
 
 
-@pytest.fixture(scope="module")
-def eight_trials(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("resume")
-    space = {"base": {"dataset": "mfeat", "epochs": 10}, "grid": {"strategy": ["none", "go", "al", "goal"], "seed": [0, 1]}}
-    return write_space(tmp, "resumable", space), tmp / "results"
-
-
-def test_killed_driver_resumes_without_rerunning_finished_trials(ray_address, eight_trials):
-    path, storage = eight_trials
-    experiment = storage / "interrupted"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    driver = subprocess.Popen(
-        SWEEP + [str(path), "--name", "interrupted", "--storage", str(storage), "--address", ray_address],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )
-    deadline = time.monotonic() + 240
-    finished_before = []
-    while time.monotonic() < deadline:
-        if experiment.is_dir():
-            finished_before = [d for d in trial_dirs(experiment) if final_row(d)]
-            if len(finished_before) >= 3:
-                break
-        time.sleep(0.05)
-    driver.send_signal(signal.SIGKILL)
-    driver.wait(timeout=60)
-    finished_before = [d for d in trial_dirs(experiment) if final_row(d)]
-    assert 3 <= len(finished_before) < 8
-    epoch_rows_before = {d.name: len([r for r in result_rows(d) if not r.get("final")]) for d in finished_before}
-
-    resumed = run_cli([str(path), "--name", "interrupted", "--storage", str(storage), "--address", ray_address, "--resume"], timeout=600)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "resuming experiment" in resumed.stdout
-    dirs = trial_dirs(experiment)
-    assert len(dirs) == 8 and all(final_row(d) for d in dirs)
-    for d in finished_before:  # no epoch of a finished trial was trained again
-        assert len([r for r in result_rows(d) if not r.get("final")]) == epoch_rows_before[d.name]
-
-    uninterrupted = run_cli([str(path), "--name", "uninterrupted", "--storage", str(storage), "--address", ray_address], timeout=600)
-    assert uninterrupted.returncode == 0, uninterrupted.stdout + uninterrupted.stderr
-    def accuracy_rows(name):  # time per sample and memory differ between any two runs
-        table = pd.read_csv(storage / name / "analysis" / "summary.csv")
-        return table[table["metric"].isin(["test_acc", "test_macro_f1"])].reset_index(drop=True)
-
-    interrupted, reference = accuracy_rows("interrupted"), accuracy_rows("uninterrupted")
-    assert set(interrupted["strategy"]) == {"none", "go", "al", "goal"}
-    pd.testing.assert_frame_equal(interrupted, reference)
-
-
 def test_trial_failing_for_good_is_reported_and_the_rest_are_unaffected(ray_address, tmp_path):
     space = {"base": FAST, "grid": {"strategy": ["none", "goal"], "seed": [0, 1], "data_root": [None, "/does/not/exist"]}}
     path = write_space(tmp_path, "partly_broken", space)
     result = run_cli([str(path), "--name", "partly_broken", "--storage", str(tmp_path), "--address", ray_address, "--max-failures", "1"], timeout=600)
     assert result.returncode == 1, result.stdout + result.stderr
+    # They fail before their first checkpoint: the retry starts them again from scratch.
+    assert "restarting none_mfeat_s0 from scratch" in result.stdout
+    assert "from its last checkpoint" not in result.stdout
     assert "4 trial(s) failed for good" in result.stdout
+    assert "4 grid cell(s) without all their finished trials" in result.stdout
+    assert "strategy=goal, seed=1, data_root=/does/not/exist (0 of 1 finished)" in result.stdout
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("incomplete: 4/8 trials finished; resume with: "), last
+    assert f"--name partly_broken --storage {tmp_path} --resume --address {ray_address} --max-failures 1" in last
     failure_list = result.stdout.split("4 trial(s) failed for good:\n", 1)[1].splitlines()
     error_files = [line.split(": ", 1)[1] for line in failure_list if line.endswith("error.txt")]
     assert len(error_files) == 4
@@ -409,3 +354,119 @@ def test_restored_trial_resumes_from_its_newest_complete_checkpoint(tmp_path):
     assert Path(newest_sibling(newest).path) == trial / "checkpoint_000018"
     elsewhere = tune.Checkpoint(str(tmp_path), filesystem=filesystem)  # not a Ray checkpoint folder
     assert newest_sibling(elsewhere) is elsewhere
+
+
+# ------------------------------------------- command-line checks before anything runs
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--cpus-per-trial", "0"], "--cpus-per-trial must be > 0, got 0"),
+        (["--cpus-per-trial", "-1"], "--cpus-per-trial must be > 0, got -1"),
+        (["--max-concurrent", "0"], "--max-concurrent must be >= 1, got 0"),
+        (["--reference", "gaol"], "--reference: unknown strategy of this space 'gaol'; did you mean 'goal'?"),
+        (["--storage", "{file}"], "is a file, not a folder"),
+    ],
+)
+def test_bad_options_are_one_line_errors_and_create_nothing(tmp_path, options, message):
+    space = write_space(tmp_path, "checked", {"base": FAST, "grid": {"strategy": ["none", "goal"]}})
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep me")
+    options = [option.replace("{file}", str(a_file)) for option in options]
+    storage = ["--storage", str(tmp_path / "results")] if "--storage" not in options else []
+    result = run_cli([str(space), "--name", "checked", *storage, *options], timeout=300)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "results").exists()
+    assert a_file.read_text() == "keep me"
+
+
+def test_reference_is_matched_ignoring_case(tmp_path):
+    from goal_plugin.tune.cli import check_reference
+
+    spec = parse_space({"base": FAST, "grid": {"strategy": ["none", "ogm_ge"]}})
+    assert check_reference(spec, "OGM_GE") == "ogm_ge"
+    assert check_reference(spec, None) == "none"  # no goal in the space: its first strategy
+    assert check_reference(parse_space({"base": FAST, "grid": {"strategy": ["none", "goal"]}}), None) == "goal"
+
+
+def test_a_name_holding_another_space_is_refused(ray_address, tmp_path):
+    first = write_space(tmp_path, "first", {"base": FAST, "grid": {"strategy": ["none"]}})
+    storage = tmp_path / "results"
+    ran = run_cli([str(first), "--name", "exp", "--storage", str(storage), "--address", ray_address, "--reference", "none"], timeout=600)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    before = sorted(p.name for p in (storage / "exp").iterdir())
+
+    other = write_space(tmp_path, "other", {"base": FAST, "grid": {"strategy": ["goal"]}})
+    refused = run_cli([str(other), "--name", "exp", "--storage", str(storage), "--address", ray_address], timeout=300)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert str(first) in refused.stderr and str(other) in refused.stderr and "Traceback" not in refused.stderr
+    assert sorted(p.name for p in (storage / "exp").iterdir()) == before
+
+    copy = tmp_path / "copy.yaml"  # another file, the same space: the finished experiment is kept
+    copy.write_text(first.read_text())
+    again = run_cli([str(copy), "--name", "exp", "--storage", str(storage), "--address", ray_address, "--reference", "none"], timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "1/1 trials finished; this run took" in again.stdout
+    assert "the trials it trained 0.0 s" in again.stdout and "overhead" not in again.stdout
+
+
+def test_killed_trials_leave_no_working_folder(tmp_path, monkeypatch):
+    import tempfile
+
+    from goal_plugin.tune import trainable
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    stale = tmp_path / f"{trainable.WORKDIR_PREFIX}{ended.pid}_abc"
+    live = tmp_path / f"{trainable.WORKDIR_PREFIX}{os.getppid()}_def"
+    for folder in (stale, live):
+        (folder / "run").mkdir(parents=True)
+    fresh = trainable._workdir()
+    assert fresh.parent == tmp_path and fresh.name.startswith(f"{trainable.WORKDIR_PREFIX}{os.getpid()}_")
+    assert not stale.exists() and live.exists()
+
+
+def test_a_checkpoint_ray_drops_stays_restorable(tmp_path):
+    """Ray deletes older checkpoints while a killed driver's state may still name one."""
+    import pyarrow.fs as pafs
+    from ray import tune
+
+    from goal_plugin.tune.storage import atomic_local_filesystem
+    from goal_plugin.tune.trainable import newest_sibling
+
+    fs = atomic_local_filesystem()
+    trial = tmp_path / "trial"
+    for index in (5, 6):
+        (trial / f"checkpoint_{index:06d}").mkdir(parents=True)
+        (trial / f"checkpoint_{index:06d}" / "checkpoint.pt").write_bytes(b"state")
+    (trial / "other").mkdir()
+    fs.delete_dir(str(trial / "checkpoint_000005"))
+    fs.delete_dir(str(trial / "other"))
+    assert (trial / "checkpoint_000005").is_dir() and not any((trial / "checkpoint_000005").iterdir())
+    assert not (trial / "other").exists()
+    named = tune.Checkpoint(str(trial / "checkpoint_000005"), filesystem=pafs.LocalFileSystem())
+    assert Path(newest_sibling(named).path) == trial / "checkpoint_000006"
+
+
+def test_progress_says_what_a_quiet_sweep_waits_for():
+    """A hung node stalls a sweep without any trial ending: after a quiet spell the
+    progress says which trials it waits for and since when they last reported."""
+    from ray.tune.experiment import Trial
+
+    from goal_plugin.tune import progress
+
+    lines = []
+    callback = progress.ProgressCallback(3, "val_acc", "max", lines.append)
+    running = Trial("train_trial", config={"strategy": "goal", "dataset": "mfeat", "seed": 1}, stub=True)
+    running.set_status(Trial.RUNNING)
+    running.run_metadata.last_result = {"timestamp": time.time() - 65, "epoch": 3}
+    waiting = Trial("train_trial", config={"strategy": "none", "dataset": "mfeat", "seed": 2}, stub=True)
+    callback.last_news = time.monotonic() - progress.QUIET_S
+    callback.last_node_check = time.monotonic()  # no cluster here to ask about nodes
+    callback.on_step_end(iteration=1, trials=[running, waiting])
+    assert len(lines) == 1
+    assert "nothing ended for a while; 1 running: goal_mfeat_s1 (last report 1m05s ago)" in lines[0]
+    assert "1 waiting for free resources on the cluster" in lines[0]
+    callback.on_trial_recover(iteration=2, trials=[running, waiting], trial=waiting)
+    assert lines[-1] == "  restarting none_mfeat_s2 from scratch: it failed before its first checkpoint"

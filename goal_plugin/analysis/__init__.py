@@ -1,7 +1,9 @@
 """Significance-tested tables and plots from finished sweeps.
 
     from goal_plugin.analysis import load_results, summarise
-    results = load_results(["runs/my_sweep", "more_trials.csv"])
+    results = load_results(["runs/my_sweep", "more_trials.csv"])  # one trial per seed:
+    # a seed found twice is an error unless duplicates="newest" / "oldest"; a CSV's
+    # percentages are detected (scale="auto"); metrics=["acc"] names CSV metric columns
     summary = summarise(results, reference="goal", metrics=("test_acc", "test_macro_f1"))
     print(summary.to_terminal())
     summary.write("analysis_out")              # summary.csv, tables.md, tables.tex
@@ -11,7 +13,8 @@
 
 Reading (``loading``), what a method is (``methods``), the statistics
 (``stats``), the summary table (``summary``), its rendering (``tables``) and
-the figures (``plots``) each live in their own module.
+the figures (``plots``) each live in their own module; ``replicates`` keeps one
+trial per replicate (a search's chosen trial, one copy of a duplicate).
 """
 
 from goal_plugin._lazy import lazy_exports

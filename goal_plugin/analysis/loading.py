@@ -15,23 +15,44 @@ Trial status, from what is on disk:
 
 Errored and unfinished trials go to ``Results.excluded`` and into no statistic.
 
+A sweep with a ``search`` block records it in ``<experiment>/space.json``
+(``{"search": {"params": ..., "metric": "val_acc", "mode": "max"}}``); its
+trials that hold a searched key carry ``search_params`` (the searched keys,
+comma-separated), ``search_metric`` and ``search_mode``, and
+``goal_plugin.analysis.replicates`` keeps one of them per seed. A tidy CSV
+marks the trials of a search with the same three columns.
+
 Columns of ``Results.trials``: ``experiment`` and ``trial`` (folder names, or
 the CSV's name and line), the config keys, then the final row's metrics. Nested
 config values (``dataset_options``, ``backbone_options``) are kept as JSON text
 with sorted keys, so they compare and group like scalars. A report key that is
 also a config key (``lr``, ``unimodal_loss_weight``: the value in effect in the
 last epoch) keeps the config value in ``trials`` and the reported one in
-``epochs``. ``Results.epochs`` has one row per (trial, epoch) from the per-epoch
+``epochs`` and, from the final report, as ``final_<key>`` in ``trials``.
+``finished_at`` is the time of the final report (a CSV row: the file's
+modification time), for ``duplicates="newest"``. ``Results.epochs`` has one row per (trial, epoch) from the per-epoch
 reports; a retried trial may report an epoch twice, and the later report wins.
 
 A tidy CSV has one row per trial; ``strategy`` and ``seed`` are required, an
 optional ``status`` column sends rows other than finished to ``excluded``.
-Which CSV columns are config (as opposed to metrics) follows the trainer's
-metric names, see ``goal_plugin.analysis.metrics.is_metric_column``.
+Its metric columns are those named in ``metrics`` (``acc`` names a column
+``acc`` or ``test_acc``) and those with the trainer's metric names (see
+``goal_plugin.analysis.metrics.is_metric_column``); every other column is
+config. A metric cell that is not a number is an error naming the file, the
+column and the line. Accuracies and F1 scores may be fractions (0.852) or
+percentages (85.2): ``scale="auto"`` decides per column (all nonzero values at
+most 1: fractions; all above 1: percentages) and refuses a column that mixes
+the two; ``"percent"`` or ``"fraction"`` declares it for every column. Values
+are stored as fractions, and a fraction outside [0, 1] (a percentage above
+100) is an error, from any input.
+
+After reading, ``goal_plugin.analysis.replicates`` leaves one trial per
+replicate (see ``load_results``).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -42,10 +63,16 @@ from typing import Any
 import pandas as pd
 
 from goal_plugin.analysis.errors import AnalysisError
-from goal_plugin.analysis.metrics import is_metric_column
+from goal_plugin.analysis.metrics import is_fraction, is_metric_column
 
 TABLE_KEYS = ("dataset", "backbone")
 BOOKKEEPING = ("experiment", "trial")
+# What the reader records about a trial besides its config and metrics.
+TRIAL_RECORD = ("finished_at", "search_params", "search_metric", "search_mode")
+# Written by the sweep runner (goal_plugin.tune.runner.SPACE_RECORD, the same name; not imported
+# here: the analysis needs no Ray).
+SPACE_RECORD = "space.json"
+SCALES = ("auto", "percent", "fraction")
 REQUIRED_CSV_COLUMNS = ("strategy", "seed")
 UNSPECIFIED = "unspecified"
 # Keys Ray adds to every report; they describe the run, not the trial's results.
@@ -81,13 +108,18 @@ ERRORED_WORDS = frozenset({"errored", "error", "failed"})
 
 @dataclass
 class Results:
-    """Trials of one or more sweeps, ready for ``summarise`` and ``make_plots``."""
+    """Trials of one or more sweeps, ready for ``summarise`` and ``make_plots``.
+
+    ``trials`` and ``epochs`` hold one trial per replicate; ``searched`` every
+    trial of a search (the chosen ones with ``chosen`` True), for the figures.
+    """
 
     trials: pd.DataFrame
     epochs: pd.DataFrame
     excluded: pd.DataFrame
     config_columns: list[str]
     notes: list[str] = field(default_factory=list)
+    searched: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 @dataclass
@@ -96,19 +128,41 @@ class _Trial:
     trial: str
     config: dict[str, Any]
     status: str
+    finished_at: float | None
     error_file: str | None
     final: dict[str, Any]
     epochs: list[dict[str, Any]]
 
 
-def load_results(inputs: Iterable[str | os.PathLike]) -> Results:
-    """Concatenate the trials of every input (experiment folder, storage folder or CSV)."""
+def load_results(
+    inputs: Iterable[str | os.PathLike],
+    *,
+    metrics: Iterable[str] = (),
+    scale: str = "auto",
+    duplicates: str = "error",
+) -> Results:
+    """Concatenate the trials of every input (experiment folder, storage folder or CSV).
+
+    ``metrics``: names that are metric columns of a tidy CSV whatever they are
+    called (short names as in ``summarise``). ``scale``: how a CSV gives
+    accuracies and F1 scores, one of ``SCALES`` (see the module docstring).
+    ``duplicates``: what to do with a replicate (dataset, backbone, method,
+    seed) found more than once, one of ``replicates.DUPLICATE_RULES``; by
+    default an error naming the sources. Trials of a search are first reduced
+    to the chosen one per seed and experiment (``replicates.one_per_replicate``).
+    """
+    from goal_plugin.analysis import replicates
+
     paths = [Path(p) for p in inputs]
     if not paths:
         raise AnalysisError("no input given: pass Ray Tune experiment folders or tidy CSV files")
+    if scale not in SCALES:
+        raise AnalysisError(f"unknown scale {scale!r}; choose one of: {', '.join(SCALES)}")
+    replicates.check_rule(duplicates)
+    named_metrics = {c for name in metrics for c in (name, f"test_{name}")}
     notes: list[str] = []
     trials, epochs, excluded, config_columns = [], [], [], []
-    seen_folders: set[Path] = set()
+    seen: set[Path] = set()
     for path in paths:
         if not path.exists():
             raise AnalysisError(f"input not found: {path}")
@@ -117,29 +171,79 @@ def load_results(inputs: Iterable[str | os.PathLike]) -> Results:
             if not folders:
                 raise AnalysisError(f"no trial folders (folders with params.json) under {path}")
             # An experiment given twice, or inside a storage folder also given, counts once.
-            folders = [f for f in folders if f.resolve() not in seen_folders]
-            seen_folders.update(f.resolve() for f in folders)
+            folders = [f for f in folders if f.resolve() not in seen]
+            seen.update(f.resolve() for f in folders)
             parts = _from_experiment(folders, notes)
+        elif path.resolve() in seen:
+            continue  # a CSV given twice counts once
         else:
-            parts = _from_csv(path, notes)
+            seen.add(path.resolve())
+            parts = _from_csv(path, notes, named_metrics, scale)
         trials.append(parts[0])
         epochs.append(parts[1])
         excluded.append(parts[2])
         config_columns += [c for c in parts[3] if c not in config_columns]
-    results = Results(
-        trials=_fill_table_keys(_concat(trials), notes),
-        epochs=_fill_table_keys(_concat(epochs), []),
-        excluded=_fill_table_keys(_concat(excluded), []),
-        config_columns=[*config_columns, *[k for k in TABLE_KEYS if k not in config_columns]],
-        notes=notes,
-    )
-    if results.trials.empty:
-        counts = (
-            results.excluded["status"].value_counts().to_dict() if len(results.excluded) else {}
-        )
+    trials = _fill_table_keys(_concat(trials), notes)
+    if trials.empty:
+        excluded = _concat(excluded)
+        counts = excluded["status"].value_counts().to_dict() if len(excluded) else {}
         found = ", ".join(f"{n} {status}" for status, n in counts.items()) or "no trials"
         raise AnalysisError(f"no finished trials in {', '.join(map(str, paths))} ({found})")
-    return results
+    config_columns = [*config_columns, *[k for k in TABLE_KEYS if k not in config_columns]]
+    check_fractions(trials)
+    trials, searched = replicates.one_per_replicate(trials, config_columns, duplicates, notes)
+    epochs = _fill_table_keys(_concat(epochs), [])
+    if len(epochs):
+        kept = pd.MultiIndex.from_frame(trials[list(BOOKKEEPING)])
+        epochs = epochs[pd.MultiIndex.from_frame(epochs[list(BOOKKEEPING)]).isin(kept)]
+    return Results(
+        trials=trials.reset_index(drop=True),
+        epochs=epochs.reset_index(drop=True),
+        excluded=_fill_table_keys(_concat(excluded), []),
+        config_columns=config_columns,
+        notes=notes,
+        searched=searched,
+    )
+
+
+def add_input_options(parser: argparse.ArgumentParser) -> None:
+    """The command-line options for ``load_results``'s ``duplicates`` and ``scale``."""
+    from goal_plugin.analysis.replicates import DUPLICATE_RULES
+
+    parser.add_argument(
+        "--duplicates",
+        choices=DUPLICATE_RULES,
+        default="error",
+        help="a (dataset, backbone, method, seed) found in several trials: an error naming them "
+        "(default), or keep the newest / oldest copy",
+    )
+    parser.add_argument(
+        "--scale",
+        choices=SCALES,
+        default="auto",
+        help="accuracies / F1 scores in tidy CSVs: fractions or percentages (default: detected "
+        "per column)",
+    )
+
+
+def check_fractions(trials: pd.DataFrame, columns: Iterable[str] | None = None) -> None:
+    """Accuracies and F1 scores are fractions from here on: never above 100 %.
+
+    ``columns``: the fraction metrics to check (default: every metric column that is one).
+    """
+    if columns is None:
+        columns = [c for c in trials.columns if is_metric_column(c) and is_fraction(c)]
+    for column in columns:
+        values = pd.to_numeric(trials[column], errors="coerce")
+        outside = trials[(values < 0) | (values > 1)]
+        if len(outside):
+            row = outside.iloc[0]
+            raise AnalysisError(
+                f"{column} = {row[column]} in {row['experiment']}/{row['trial']} is not a fraction "
+                f"in [0, 1] ({len(outside)} trial(s) like it); accuracies and F1 scores are read "
+                "as fractions: name a tidy CSV's metric columns and their scale "
+                "(--metric, --scale; load_results(metrics=..., scale=...))"
+            )
 
 
 def _trial_folders(root: Path) -> Iterator[Path]:
@@ -153,15 +257,19 @@ def _trial_folders(root: Path) -> Iterator[Path]:
 
 def _from_experiment(folders: list[Path], notes: list[str]):
     records = [_read_trial(folder, notes) for folder in folders]
+    searches = {folder.parent: _search_record(folder.parent) for folder in folders}
     config_columns: list[str] = []
     for record in records:
         config_columns += [k for k in record.config if k not in config_columns]
     trial_rows, epoch_rows, excluded_rows = [], [], []
-    for r in records:
+    for folder, r in zip(folders, records):
         ids = {"experiment": r.experiment, "trial": r.trial}
         if r.status == "finished":
             metrics = {k: v for k, v in r.final.items() if k not in r.config}
-            trial_rows.append({**ids, **r.config, **metrics})
+            in_effect = {f"final_{k}": v for k, v in r.final.items() if k in r.config}
+            search = _search_columns(searches[folder.parent], r.config)
+            record = {"finished_at": r.finished_at, **search}
+            trial_rows.append({**ids, **r.config, **metrics, **in_effect, **record})
             epoch_rows += [{**ids, **r.config, **row} for row in r.epochs]
         else:
             excluded_rows.append(
@@ -198,10 +306,42 @@ def _read_trial(folder: Path, notes: list[str]) -> _Trial:
         trial=folder.name,
         config=config,
         status=status,
+        finished_at=finals[-1].get("timestamp") if finals else None,
         error_file=str(error_file) if error_file.exists() else None,
         final=_metrics(finals[-1]) if finals else {},
         epochs=[_metrics(by_epoch[e]) for e in sorted(by_epoch)],
     )
+
+
+def _search_record(experiment: Path) -> dict[str, Any] | None:
+    """The ``search`` block the sweep recorded in ``space.json``; None for a grid."""
+    path = experiment / SPACE_RECORD
+    if not path.is_file():
+        return None
+    try:
+        search = json.loads(path.read_text()).get("search")
+    except (OSError, ValueError, AttributeError) as error:
+        raise AnalysisError(f"unreadable {path}: {error}") from None
+    if search is None:
+        return None
+    if not isinstance(search, dict) or not search.get("params"):
+        raise AnalysisError(f"{path}: 'search' must be a mapping with 'params'")
+    return search
+
+
+def _search_columns(search: dict[str, Any] | None, config: dict[str, Any]) -> dict[str, Any]:
+    """``search_params`` / ``search_metric`` / ``search_mode`` of a trial that a search sampled."""
+    if search is None:
+        return {}
+    # A cell's strategy may take none of the searched keys: that cell ran once, a grid trial.
+    searched = [name for name in search["params"] if name in config]
+    if not searched:
+        return {}
+    return {
+        "search_params": ",".join(searched),
+        "search_metric": search.get("metric", "val_acc"),
+        "search_mode": search.get("mode", "max"),
+    }
 
 
 def _read_reports(path: Path, notes: list[str]) -> list[dict[str, Any]]:
@@ -233,7 +373,7 @@ def _scalar(value: Any) -> Any:
     return value
 
 
-def _from_csv(path: Path, notes: list[str]):
+def _from_csv(path: Path, notes: list[str], named_metrics: set[str], scale: str):
     try:
         table = pd.read_csv(path)
     except pd.errors.EmptyDataError:
@@ -245,14 +385,28 @@ def _from_csv(path: Path, notes: list[str]):
         raise AnalysisError(
             f"{path} lacks the column(s) {', '.join(missing)}; it has: {', '.join(map(str, table.columns))}"
         )
+    for column in REQUIRED_CSV_COLUMNS:
+        if table[column].isna().any():
+            raise AnalysisError(
+                f"{path}, column {column}: empty on line(s) {_lines(table[column].isna())}"
+            )
+    metric_columns = [c for c in table.columns if c in named_metrics or is_metric_column(c)]
+    for column in metric_columns:
+        if column in named_metrics or is_fraction(column):
+            table[column] = _numbers(table[column], path, column)
+        if is_fraction(column):
+            table[column] = _as_fractions(table[column], path, column, scale, notes)
     if "trial" not in table.columns:
         table.insert(0, "trial", [f"{path.name}:{line}" for line in range(2, len(table) + 2)])
     if "experiment" not in table.columns:
         table.insert(0, "experiment", path.stem)
+    if "finished_at" not in table.columns:
+        table["finished_at"] = path.stat().st_mtime
     config_columns = [
         c
         for c in table.columns
-        if c not in (*BOOKKEEPING, "status", "error_file") and not is_metric_column(c)
+        if c not in (*BOOKKEEPING, *TRIAL_RECORD, "status", "error_file")
+        and c not in metric_columns
     ]
     if "status" not in table.columns:
         return (
@@ -268,6 +422,56 @@ def _from_csv(path: Path, notes: list[str]):
         error_file=None,
     )[_excluded_columns(config_columns)]
     return table.loc[finished].drop(columns="status"), pd.DataFrame(), excluded, config_columns
+
+
+def _numbers(column: pd.Series, path: Path, name: str) -> pd.Series:
+    """The column as floats; a cell that is not a number is an error naming its line."""
+    values = pd.to_numeric(column, errors="coerce")
+    bad = values.isna() & column.notna()
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0])
+        raise AnalysisError(
+            f"{path}, column {name}, line {row + 2}: {column.iloc[row]!r} is not a number"
+            + (f" ({int(bad.sum())} such cells)" if bad.sum() > 1 else "")
+        )
+    return values.astype(float)
+
+
+def _as_fractions(
+    values: pd.Series, path: Path, name: str, scale: str, notes: list[str]
+) -> pd.Series:
+    """An accuracy / F1 column as fractions, whether the CSV gave fractions or percentages."""
+    where = f"{path}, column {name}"
+    negative = values < 0
+    if negative.any():
+        raise AnalysisError(f"{where}: negative value(s) on line(s) {_lines(negative)}")
+    nonzero = values[values > 0]
+    if scale == "auto":
+        if (nonzero <= 1).all():
+            scale = "fraction"
+        elif (nonzero > 1).all():
+            scale = "percent"
+        else:
+            raise AnalysisError(
+                f"{where} mixes fractions (values <= 1, line(s) {_lines((values > 0) & (values <= 1))}) "
+                f"and percentages (values > 1, line(s) {_lines(values > 1)}); fix the file or declare "
+                "its scale (--scale percent or fraction)"
+            )
+        if scale == "percent":
+            notes.append(f"{where}: read as percentages")
+    limit = 100 if scale == "percent" else 1
+    above = values > limit
+    if above.any():
+        raise AnalysisError(
+            f"{where}: value(s) above {limit} on line(s) {_lines(above)}, not "
+            f"{'a percentage' if scale == 'percent' else 'a fraction'}"
+        )
+    return values / 100 if scale == "percent" else values
+
+
+def _lines(rows: pd.Series) -> str:
+    """CSV line numbers (the header is line 1) of the first few rows where ``rows`` holds."""
+    return ", ".join(str(i + 2) for i in rows.to_numpy().nonzero()[0][:5])
 
 
 def _excluded_columns(config_columns: list[str]) -> list[str]:

@@ -10,6 +10,12 @@ row means the same method in every table. A setting tuned once per dataset
 (one temperature per dataset) does not split the method.
 
 Columns that say where or how a trial ran (``EXECUTION_KEYS``) never split.
+A key a search tuned (``search_params``, see ``goal_plugin.analysis.replicates``)
+reads ``tuned`` in the trials of that search (``mask_searched``): a tuned
+method is one method whatever each seed chose. A search alone leaves the method
+the strategy; a search beside a grid study of the same strategy is one more
+method, ``goal (T=tuned)`` beside ``goal (T=0.5)`` and ``goal (T=1)``, never
+pooled with them.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ EXECUTION_KEYS = frozenset(
     {"seed", "device", "num_workers", "diagnostics", "data_root", *BOOKKEEPING}
 )
 SHORT_NAMES = {"temperature": "T", "arl_temperature": "T_arl"}
+TUNED = "tuned"  # a searched key's value in labels: each seed's search chose its own
 
 
 def label_columns(trials: pd.DataFrame, config_columns: list[str]) -> dict[str, list[str]]:
@@ -36,23 +43,38 @@ def label_columns(trials: pd.DataFrame, config_columns: list[str]) -> dict[str, 
         and c not in TABLE_KEYS
         and c != "strategy"
     ]
+    settings = mask_searched(trials, [*TABLE_KEYS, "strategy", *candidates])
     columns = {}
-    for strategy, group in trials.groupby("strategy", sort=False):
-        settings = group.groupby(list(TABLE_KEYS))[candidates].nunique(dropna=False).max()
-        columns[strategy] = [c for c in candidates if settings.get(c, 1) > 1]
+    for strategy, group in settings.groupby("strategy", sort=False):
+        varied = group.groupby(list(TABLE_KEYS))[candidates].nunique(dropna=False).max()
+        columns[strategy] = [c for c in candidates if varied.get(c, 1) > 1]
     return columns
 
 
+def mask_searched(trials: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``trials[columns]`` with ``TUNED`` for each key a trial's own search tuned."""
+    frame = trials[columns].copy()
+    if "search_params" not in trials.columns:
+        return frame
+    for params, rows in trials.groupby("search_params", sort=False).groups.items():
+        for name in set(str(params).split(",")) & set(columns):
+            frame[name] = frame[name].astype(object)
+            frame.loc[rows, name] = TUNED
+    return frame
+
+
 def method_labels(trials: pd.DataFrame, columns: dict[str, list[str]]) -> pd.Series:
-    """``strategy`` or ``strategy (key=value, ...)`` for every trial."""
+    """``strategy`` or ``strategy (key=value, ...)`` for every trial; a searched key
+    reads ``tuned`` (see ``mask_searched``)."""
     labels = trials["strategy"].astype(str).copy()
+    settings = mask_searched(trials, all_label_columns(columns))
     for strategy, keys in columns.items():
         if not keys:
             continue
         rows = trials["strategy"] == strategy
         labels[rows] = [
             f"{strategy} ({', '.join(f'{SHORT_NAMES.get(k, k)}={_format(v)}' for k, v in zip(keys, values))})"
-            for values in trials.loc[rows, keys].itertuples(index=False)
+            for values in settings.loc[rows, keys].itertuples(index=False)
         ]
     return labels
 
@@ -68,7 +90,11 @@ def method_order(trials: pd.DataFrame, columns: dict[str, list[str]]) -> list[st
     ``trials`` carries the ``method`` column from ``method_labels``.
     """
     keys = all_label_columns(columns)
-    settings = trials.sort_values(keys, kind="stable") if keys else trials
+    settings = trials
+    if keys:
+        # Settings in increasing order, a tuned method after its strategy's grid settings.
+        tuned = mask_searched(trials, keys).eq(TUNED).any(axis=1)
+        settings = trials.assign(_tuned=tuned).sort_values(["_tuned", *keys], kind="stable")
     strategy_of = settings.drop_duplicates("method").set_index("method")["strategy"]
     position = {strategy: i for i, strategy in enumerate(dict.fromkeys(trials["strategy"]))}
     return sorted(strategy_of.index, key=lambda m: position[strategy_of[m]])

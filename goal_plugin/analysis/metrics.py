@@ -1,8 +1,9 @@
 """Metric names: which columns are metrics, which direction is better, how to show them.
 
 The trainer reports fractions for accuracies and F1 scores; tables show them
-as percentages. Losses, times and memory are better when lower; every other
-metric is better when higher.
+as percentages. Losses, errors (``mae``, ``mse``, ``rmse``, ``error``,
+``err``), times and memory are better when lower; every other metric is better
+when higher.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterable
 from goal_plugin.analysis.errors import AnalysisError
 
 OVERHEAD_METRICS = ("time_per_sample_ms", "peak_memory_mb")
+PROBE_PREFIX = "probe_acc_"  # the trainer's end-of-run linear probe per modality
 # The trainer's per-epoch and final report names (engine.trainer); weight_decay is config.
 _METRIC_COLUMN = re.compile(
     r"^(test|val|train|probe_acc|cca|best_val|cosine)_"
@@ -21,7 +23,9 @@ _METRIC_COLUMN = re.compile(
     r"|_time_s$"
     r"|^(epoch|time_per_sample_ms|peak_memory_mb|conflict_fraction|modulating)$"
 )
-_LOWER_IS_BETTER = re.compile(r"(loss|_time_s|_ms|_mb)$")
+# Errors (MAE, MSE, error rates) as well: a regression table or another codebase's CSV
+# must not rank the largest error best.
+_LOWER_IS_BETTER = re.compile(r"(loss|_time_s|_ms|_mb|mae|mse|rmse|error|err)$")
 _FRACTION = re.compile(r"(acc|f1)")
 _DISPLAY_NAMES = {
     "acc": "Acc",
@@ -59,6 +63,8 @@ def resolve_metrics(names: Iterable[str], columns: Iterable[str]) -> list[str]:
 
 
 def display_name(metric: str) -> str:
+    if metric.startswith(PROBE_PREFIX):
+        return f"{metric.removeprefix(PROBE_PREFIX)} probe (%)"
     short = metric.removeprefix("test_")
     name = _DISPLAY_NAMES.get(short, short)
     return f"{name} (%)" if is_fraction(metric) else name

@@ -3,7 +3,9 @@
 Kinds (``KINDS``; files ``<kind>.png`` and ``<kind>.pdf``):
 
 * ``temperature``: test metrics against the temperature, per strategy that ran
-  several temperatures in that (dataset, backbone); one panel per metric;
+  several temperatures in that (dataset, backbone); one panel per metric; a
+  grid study as a line of means over seeds, a search as one point per trial
+  (marker per seed, filled where the search chose it), never joined;
 * ``curves``: validation accuracy per epoch, per method; one panel;
 * ``weights``: the per-modality weights (``weight_<modality>``) per epoch; one
   panel per modality, all on one y scale;
@@ -62,8 +64,15 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, MaxNLocator
 from scipy import special
 
-from goal_plugin.analysis.loading import TABLE_KEYS, Results
-from goal_plugin.analysis.methods import label_columns, method_labels, method_order
+from goal_plugin.analysis.errors import output_folder
+from goal_plugin.analysis.loading import BOOKKEEPING, TABLE_KEYS, Results
+from goal_plugin.analysis.methods import (
+    TUNED,
+    label_columns,
+    mask_searched,
+    method_labels,
+    method_order,
+)
 from goal_plugin.analysis.metrics import display_name
 
 KINDS = ("temperature", "curves", "weights", "cosine", "diagnostics")
@@ -99,17 +108,21 @@ def make_plots(
     unknown = sorted(set(wanted) - set(KINDS))
     if unknown:
         raise ValueError(f"unknown figure kind(s): {', '.join(unknown)}; known: {', '.join(KINDS)}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out_dir)
     columns = label_columns(results.trials, results.config_columns)
     trials = results.trials.assign(method=method_labels(results.trials, columns))
     epochs = results.epochs
     if len(epochs):
-        epochs = epochs.assign(method=method_labels(epochs, columns))
+        # Per-epoch rows do not say what a search tuned: they take their trial's label.
+        labels = trials[[*BOOKKEEPING, "method"]].drop_duplicates(list(BOOKKEEPING))
+        epochs = epochs.merge(labels, on=list(BOOKKEEPING), how="left")
+    searched = results.searched
+    if len(searched):
+        searched = searched.assign(method=method_labels(searched, columns))
     order = method_order(trials, columns)
     styles = {method: i for i, method in enumerate(order)}
     drawers = {
-        "temperature": lambda: _temperature_figures(trials, columns, styles),
+        "temperature": lambda: _temperature_figures(trials, searched, columns, styles),
         "curves": lambda: _curves_figures(epochs, order, styles),
         "weights": lambda: _weights_figures(epochs, order, styles),
         "cosine": lambda: _cosine_figures(epochs, order),
@@ -386,8 +399,8 @@ def _bands(frame: pd.DataFrame, by: list[str], x: str, value: str, scale=1.0) ->
 
     Returns ``{group key tuple: band}``; groups without a value are left out.
     """
-    grouped = (frame[value] * scale).groupby([frame[c] for c in [*by, x]]).agg(
-        ["mean", "std", "count"]
+    grouped = (
+        (frame[value] * scale).groupby([frame[c] for c in [*by, x]]).agg(["mean", "std", "count"])
     )
     grouped = _with_interval(grouped[grouped["count"] > 0])
     return {
@@ -457,14 +470,29 @@ def _few_y_ticks(ax) -> None:
 
 
 def _temperature_figures(
-    trials: pd.DataFrame, columns: dict[str, list[str]], styles: dict[str, int]
+    trials: pd.DataFrame,
+    searched: pd.DataFrame,
+    columns: dict[str, list[str]],
+    styles: dict[str, int],
 ):
-    units = _units(trials)
+    """Grid studies: a line per strategy, mean over seeds with its 95 % CI. Searched
+    temperatures are single trials, never averaged: a point per trial, a marker per
+    seed, filled where the search chose the trial for its seed."""
     metrics = [m for m in TEMPERATURE_METRICS if m in trials.columns]
     if not metrics:
         return []
-    drawn = []  # (unit name, [(line label, its methods, {metric: band})])
-    for keys, unit in units:
+    if len(searched) and "temperature" in searched.columns:
+        searched = searched[
+            searched["search_params"].str.split(",").map(lambda names: "temperature" in names)
+        ]
+    else:
+        searched = pd.DataFrame()
+    points_of = dict(_units(searched)) if len(searched) else {}
+    # Lines are grid studies only: a searched temperature is a point, never a line's.
+    if "temperature" in trials.columns:
+        trials = trials[mask_searched(trials, ["temperature"])["temperature"].ne(TUNED)]
+    drawn = []  # (unit name, [(line label, its methods, {metric: band})], searched trials)
+    for keys, unit in _units(trials):
         swept = [
             s
             for s, names in columns.items()
@@ -480,34 +508,47 @@ def _temperature_figures(
                 label = ", ".join([strategy, *(f"{k}={v}" for k, v in zip(others, setting))])
                 bands = {m: mean_band(line[m] * 100, line["temperature"]) for m in metrics}
                 lines.append((label, set(line["method"]), bands))
-        if lines:
-            drawn.append((_unit_name(keys), lines))
+        points = points_of.get(keys, pd.DataFrame())
+        if lines or len(points):
+            drawn.append((_unit_name(keys), lines, points))
     if not drawn:
         return []
     # A line joins several methods (one per temperature): it takes the style of the first
     # of them anywhere, so that it looks the same in every panel, as the one legend says.
     style_of: dict[str, int] = {}
-    for _, lines in drawn:
+    for _, lines, _ in drawn:
         for label, methods, _ in lines:
             style_of[label] = min(style_of.get(label, len(styles)), *(styles[m] for m in methods))
-    temperatures = [
-        band.index.to_numpy(dtype=float)
-        for _, lines in drawn
-        for _, _, bands in lines
-        for band in bands.values()
-    ]
-    temperatures = np.concatenate(temperatures)
+    seeds = sorted(searched["seed"].unique()) if len(searched) else []
+    temperatures = np.concatenate(
+        [
+            band.index.to_numpy(dtype=float)
+            for _, lines, _ in drawn
+            for *_, bands in lines
+            for band in bands.values()
+        ]
+        + [points["temperature"].to_numpy(dtype=float) for *_, points in drawn if len(points)]
+    )
     log = temperatures.max() / max(temperatures.min(), 1e-12) >= 10  # one scale: shared axes
-    labels = list(dict.fromkeys(label for _, lines in drawn for label, *_ in lines))
-    grid = _Grid(len(drawn), len(metrics), right=_legend_margin(labels), wgap=0.75)
+    labels = list(dict.fromkeys(label for _, lines, _ in drawn for label, *_ in lines))
+    entries_order = [*labels, *_searched_legend(searched, styles, seeds)]
+    grid = _Grid(len(drawn), len(metrics), right=_legend_margin(entries_order), wgap=0.75)
+    if not len(searched):
+        title = "test metrics against the temperature (mean over seeds, 95 % CI)"
+    elif not labels:
+        title = "test metrics against the searched temperature (one point per trial, no mean)"
+    else:
+        title = (
+            "test metrics against the temperature (lines: grid, mean over seeds, 95 % CI;"
+            " points: searched trials)"
+        )
     figures = []
-    for figure, groups, indices in grid.pages(
-        "test metrics against the temperature (mean over seeds, 95 % CI)"
-    ):
+    for figure, groups, indices in grid.pages(title):
         for panels, i in zip(groups, indices):
-            name, lines = drawn[i]
+            name, lines, points = drawn[i]
             for ax, metric in zip(panels, metrics):
                 _plot_bands(ax, [(label, style_of[label], b[metric]) for label, _, b in lines])
+                _plot_searched(ax, points, metric, styles, seeds)
                 ax.set_title(name)
                 ax.set_ylabel(display_name(metric))
                 _few_y_ticks(ax)
@@ -517,9 +558,54 @@ def _temperature_figures(
         else:
             figure.axes[0].xaxis.set_major_locator(_FewTicks())
         _xlabel(figure, "temperature T")
-        _figure_legend(figure, _legend_entries(groups, labels), grid)
+        entries = _legend_entries(groups, labels)
+        entries.update(_searched_legend(searched, styles, seeds))
+        _figure_legend(figure, entries, grid)
         figures.append(figure)
     return figures
+
+
+def _plot_searched(ax, points: pd.DataFrame, metric: str, styles, seeds) -> None:
+    """One point per searched trial: colour per strategy, marker per seed, filled if chosen."""
+    if not len(points):
+        return
+    for (method, seed), runs in points.groupby(["method", "seed"], sort=False):
+        colour = _method_colour(styles, method)
+        for chosen, part in runs.groupby("chosen"):
+            ax.plot(
+                part["temperature"].to_numpy(dtype=float),
+                part[metric].to_numpy(dtype=float) * 100,
+                linestyle="none",
+                marker=MARKERS[seeds.index(seed) % len(MARKERS)],
+                markersize=5,
+                color=colour,
+                markerfacecolor=colour if chosen else "none",
+            )
+
+
+def _searched_legend(searched: pd.DataFrame, styles, seeds) -> dict:
+    if not len(searched):
+        return {}
+    entries = {
+        f"{method}, searched": Line2D(
+            [], [], linestyle="none", marker="o", color=_method_colour(styles, method)
+        )
+        for method in dict.fromkeys(searched["method"])
+    }
+    for k, seed in enumerate(seeds):
+        marker = MARKERS[k % len(MARKERS)]
+        entries[f"seed {seed}"] = Line2D(
+            [], [], linestyle="none", marker=marker, color="0.3", markerfacecolor="none"
+        )
+    entries["filled: chosen for its seed"] = Line2D(
+        [], [], linestyle="none", marker="o", color="0.3"
+    )
+    return entries
+
+
+def _method_colour(styles: dict[str, int], method: str):
+    """The colour of the tuned method in the other figures."""
+    return _line_style(styles.get(method, len(styles)))["color"]
 
 
 def _curves_figures(epochs: pd.DataFrame, order: list[str], styles: dict[str, int]):

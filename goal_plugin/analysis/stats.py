@@ -4,7 +4,8 @@
 * Per (dataset, backbone, metric), reference vs method over seeds
   (``compare_over_seeds``): if both ran exactly the same seeds, each once, a
   paired t-test (``scipy.stats.ttest_rel``) with the t-interval of the per-seed
-  differences (df = n - 1) and the seed win rate; otherwise Welch's t-test
+  differences (df = n - 1) and the seed win rate; otherwise (different seed
+  sets; a seed repeated within one method is an error) Welch's t-test
   (``scipy.stats.ttest_ind(equal_var=False)``) with the Welch-Satterthwaite
   interval, and no win rate. Differences are method minus reference.
 * Holm's step-down correction (as ``statsmodels ... multipletests(method="holm")``,
@@ -29,12 +30,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from goal_plugin.analysis.errors import AnalysisError
+
 MIN_UNITS = 6
 EXACT_SIGN_FLIP_MAX_N = 13  # scipy's limit for its exact permutation test with ties
 PAIRED, WELCH, WILCOXON = "paired t-test", "Welch t-test", "Wilcoxon signed-rank"
 ONE_SEED = "one seed only: no test possible"
 SEEDS_DIFFER = "Welch test: seeds do not match"
-SEEDS_REPEAT = "Welch test: a seed occurs more than once"
 
 
 @dataclass(frozen=True)
@@ -70,16 +72,26 @@ def describe(values: pd.Series) -> Description:
 def compare_over_seeds(
     reference: pd.Series, method: pd.Series, *, higher_is_better: bool, confidence: float
 ) -> Comparison:
-    """Reference vs method; both Series hold one metric value per trial, indexed by seed."""
+    """Reference vs method; both Series hold one metric value per trial, indexed by seed.
+
+    A seed found twice in one Series is an ``AnalysisError``: it would count as two
+    replicates (``replicates.one_per_replicate`` leaves one trial per seed).
+    """
+    for side, values in (("reference", reference), ("method", method)):
+        repeated = values.index[values.index.duplicated()]
+        if len(repeated):
+            raise AnalysisError(
+                f"seed {repeated[0]} occurs more than once in {values.name or side!r}: "
+                "a seed is one replicate, never two"
+            )
     diff = float(method.mean() - reference.mean())
     if len(reference) < 2 or len(method) < 2:
         return Comparison(
             "", 0, diff, math.nan, math.nan, math.nan, math.nan, math.nan, note=ONE_SEED
         )
-    unique = reference.index.is_unique and method.index.is_unique
-    if unique and set(reference.index) == set(method.index):
+    if set(reference.index) == set(method.index):
         return _paired(reference, method.loc[reference.index], higher_is_better, confidence)
-    return _welch(reference, method, confidence, SEEDS_DIFFER if unique else SEEDS_REPEAT)
+    return _welch(reference, method, confidence, SEEDS_DIFFER)
 
 
 def _paired(

@@ -11,6 +11,15 @@ metric), and the seed win rate of the reference. Rows with scope
 means with the Wilcoxon signed-rank test, Holm across methods, and count the
 reference's wins, ties and losses. See ``goal_plugin.analysis.stats``.
 
+Besides the requested metrics, the overhead metrics and, per (dataset,
+backbone), the linear-probe accuracy of the weakest modality (the
+``probe_acc_<modality>`` with the lowest mean over its trials: the modality
+that imbalance starves) are summarised when the trials report them. Each
+(dataset, backbone) keeps only its own weakest probe, so a probe column holds
+one modality's number per unit and its across-datasets row pools only the
+units where that modality is the weakest (a note lists them when datasets
+differ in their weakest modality).
+
 ``significant`` means the reference is significantly better (p_holm < alpha,
 in the metric's better direction, see ``metrics.higher_is_better``);
 ``significance_sign`` is +1 for that, -1 when the method is significantly
@@ -25,16 +34,24 @@ from pathlib import Path
 
 import pandas as pd
 
+from goal_plugin._validation import closest_match
 from goal_plugin.analysis import stats
-from goal_plugin.analysis.errors import AnalysisError
-from goal_plugin.analysis.loading import TABLE_KEYS, Results
+from goal_plugin.analysis.errors import AnalysisError, output_folder
+from goal_plugin.analysis.loading import TABLE_KEYS, Results, check_fractions
 from goal_plugin.analysis.methods import (
     all_label_columns,
     label_columns,
+    mask_searched,
     method_labels,
     method_order,
 )
-from goal_plugin.analysis.metrics import OVERHEAD_METRICS, higher_is_better, resolve_metrics
+from goal_plugin.analysis.metrics import (
+    OVERHEAD_METRICS,
+    PROBE_PREFIX,
+    higher_is_better,
+    is_fraction,
+    resolve_metrics,
+)
 
 DATASET_SCOPE, ACROSS_SCOPE = "dataset", "across datasets"
 ALL = "all"
@@ -83,6 +100,8 @@ class Summary:
     hyperparameters: dict[str, list[str]]  # per strategy, the columns in its method labels
     excluded: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    # Per method: trained with a unimodal loss (weight > 0)? None where the trials do not say.
+    unimodal_loss: dict[str, bool | None] = field(default_factory=dict)
 
     def to_terminal(self) -> str:
         from goal_plugin.analysis.tables import render_terminal
@@ -93,8 +112,7 @@ class Summary:
         """Write summary.csv, tables.md and tables.tex into ``out_dir``; returns the paths."""
         from goal_plugin.analysis.tables import render_latex, render_markdown
 
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        out = output_folder(out_dir)
         paths = [out / "summary.csv", out / "tables.md", out / "tables.tex"]
         self.table.to_csv(paths[0], index=False)
         paths[1].write_text(render_markdown(self), encoding="utf-8")
@@ -117,14 +135,36 @@ def summarise(
     if not 0 < alpha < 1:
         raise AnalysisError(f"alpha must lie between 0 and 1, got {alpha}")
     trials = results.trials
+    if not [m for m in metrics if str(m).strip()]:
+        raise AnalysisError("no metric named: name at least one, e.g. acc or test_acc")
     metrics = resolve_metrics(metrics, trials.columns)
+    requested = list(metrics)
+    weakest = weak_probes(trials)
+    probes = [m for m in dict.fromkeys(weakest) if m not in metrics]
+    metrics += probes
+    trials = _only_weak_probes(trials, weakest, probes)
     metrics += [m for m in OVERHEAD_METRICS if m in trials.columns and m not in metrics]
-    hyperparameters = label_columns(trials, results.config_columns)
+    _check_metric_values(trials, metrics)
+    # A column named as a metric is never a setting, even where the reader took it for one.
+    config_columns = [c for c in results.config_columns if c not in metrics]
+    hyperparameters = label_columns(trials, config_columns)
     trials = trials.assign(method=method_labels(trials, hyperparameters))
+    _refuse_one_method_per_trial(trials, hyperparameters)
+    reference = _resolve_reference(trials, reference)
     reference_methods = _reference_methods(trials, reference)
     notes = list(results.notes)
+    if len(set(weakest[weakest.isin(probes)])) > 1:
+        notes.append(
+            "probe columns: each (dataset, backbone) shows only its weakest modality's probe ("
+            + "; ".join(f"{d}/{b}: {m}" for (d, b), m in weakest[weakest.isin(probes)].items())
+            + "); across datasets, each probe over the units where it is the weakest"
+        )
     for metric in metrics:
-        lacking = int(trials[metric].isna().sum())
+        # A metric added for the units that report it is not missing elsewhere.
+        missing = trials[metric].isna()
+        if metric not in requested:
+            missing &= trials.groupby(list(TABLE_KEYS))[metric].transform("count") > 0
+        lacking = int(missing.sum())
         if lacking:
             notes.append(f"{lacking} finished trial(s) lack {metric}: left out of its statistics")
     rows = []
@@ -139,7 +179,11 @@ def summarise(
     table = pd.DataFrame(rows, columns=COLUMNS).astype(
         {column: "Int64" for column in ("n_pairs", "wins", "ties", "losses")}
     )
-    label_values = trials.drop_duplicates("method").set_index("method")
+    label_values = (
+        mask_searched(trials, ["method", "strategy", *all_label_columns(hyperparameters)])
+        .drop_duplicates("method")
+        .set_index("method")
+    )
     for column in reversed(all_label_columns(hyperparameters)):
         labelled = label_values["strategy"].isin(
             [s for s, cs in hyperparameters.items() if column in cs]
@@ -161,6 +205,93 @@ def summarise(
         hyperparameters=hyperparameters,
         excluded=results.excluded,
         notes=notes,
+        unimodal_loss=_unimodal_loss(trials),
+    )
+
+
+def weak_probes(trials: pd.DataFrame) -> pd.Series:
+    """Per (dataset, backbone), the probe column of the modality with the lowest mean."""
+    probes = [c for c in trials.columns if str(c).startswith(PROBE_PREFIX)]
+    if not probes:
+        return pd.Series(dtype=object)
+    values = trials[probes].apply(pd.to_numeric, errors="coerce")
+    means = values.groupby([trials[k] for k in TABLE_KEYS]).mean().dropna(how="all")
+    return means.idxmin(axis=1, skipna=True) if len(means) else pd.Series(dtype=object)
+
+
+def _only_weak_probes(trials: pd.DataFrame, weakest: pd.Series, probes: list[str]) -> pd.DataFrame:
+    """``probes`` blanked wherever another modality is the weakest: a probe column never
+    mixes the weak modality of one (dataset, backbone) with the strong one of another."""
+    if not probes:
+        return trials
+    weak_of_trial = pd.MultiIndex.from_frame(trials[list(TABLE_KEYS)]).map(weakest.to_dict())
+    return trials.assign(
+        **{m: trials[m].where(weak_of_trial == m) for m in probes}  # NaN: left out of statistics
+    )
+
+
+def _check_metric_values(trials: pd.DataFrame, metrics: list[str]) -> None:
+    """Numbers only; fractions where the metric is one (a column the reader took for a
+    setting was not checked when it was read)."""
+    for metric in metrics:
+        values = pd.to_numeric(trials[metric], errors="coerce")
+        text = trials.loc[values.isna() & trials[metric].notna(), metric]
+        if len(text):
+            raise AnalysisError(
+                f"{metric} is not a number in {len(text)} trial(s), e.g. {text.iloc[0]!r} "
+                f"({_where(trials.loc[text.index[0]])})"
+            )
+    check_fractions(trials, [m for m in metrics if is_fraction(m)])
+
+
+def _where(row: pd.Series) -> str:
+    return f"{row['experiment']}/{row['trial']}"
+
+
+def _refuse_one_method_per_trial(trials: pd.DataFrame, columns: dict[str, list[str]]) -> None:
+    """A setting that differs in every seed makes each trial its own method (n = 1 each):
+    an unnamed metric or an unmarked search, never a study of that setting."""
+    for (dataset, backbone, strategy), runs in trials.groupby(
+        [*TABLE_KEYS, "strategy"], sort=False
+    ):
+        # Two trials that differ could be a two-point study that lost a seed each: not judged.
+        if not columns.get(strategy) or runs["seed"].nunique() < 2 or len(runs) < 3:
+            continue
+        settings = mask_searched(runs, columns[strategy])
+        differing = [c for c in columns[strategy] if settings[c].nunique(dropna=False) == len(runs)]
+        if differing and runs["method"].value_counts().max() == 1:
+            raise AnalysisError(
+                f"every trial of {strategy} on {dataset}/{backbone} is its own method: "
+                f"{', '.join(differing)} differ(s) in each of its {len(runs)} "
+                "trials; a metric must be named as one (--metric), and the trials of a search need "
+                "search_params and search_metric columns"
+            )
+
+
+def _unimodal_loss(trials: pd.DataFrame) -> dict[str, bool | None]:
+    """From the weight in effect at the end (``final_unimodal_loss_weight``), else the config."""
+    weights = pd.Series(math.nan, index=trials.index)
+    for column in ("unimodal_loss_weight", "final_unimodal_loss_weight"):
+        if column in trials.columns:
+            values = pd.to_numeric(trials[column], errors="coerce")
+            weights = values.where(values.notna(), weights)
+    found = weights.groupby(trials["method"]).max()
+    return {m: None if pd.isna(w) else bool(w > 0) for m, w in found.items()}
+
+
+def _resolve_reference(trials: pd.DataFrame, reference: str) -> str:
+    """The reference as given, or the one method / strategy that matches it up to case."""
+    names = list(dict.fromkeys([*trials["method"].astype(str), *trials["strategy"].astype(str)]))
+    if reference in names:
+        return reference
+    folded = [n for n in names if n.casefold() == reference.casefold()]
+    if len(folded) == 1:
+        return folded[0]
+    close = closest_match(reference, names)
+    hint = f"; did you mean {close!r}?" if close else ""
+    raise AnalysisError(
+        f"reference {reference!r} matches no method{hint} methods: "
+        f"{', '.join(sorted(trials['method'].unique()))}"
     )
 
 
@@ -168,12 +299,7 @@ def _reference_methods(trials: pd.DataFrame, reference: str) -> set[str]:
     """Methods that can serve as reference: the exact label, else every label of the strategy."""
     if (trials["method"] == reference).any():
         return {reference}
-    labels = set(trials.loc[trials["strategy"] == reference, "method"])
-    if not labels:
-        raise AnalysisError(
-            f"reference {reference!r} matches no method; methods: {', '.join(sorted(trials['method'].unique()))}"
-        )
-    return labels
+    return set(trials.loc[trials["strategy"] == reference, "method"])
 
 
 def _dataset_rows(keys, group, metric, reference_methods, alpha, notes) -> list[dict]:
@@ -186,6 +312,16 @@ def _dataset_rows(keys, group, metric, reference_methods, alpha, notes) -> list[
         for method, runs in group.groupby("method", sort=False)
     }
     values = {method: seeds for method, seeds in values.items() if len(seeds)}
+    if not values:
+        return []  # nothing reports this metric here
+    for method, seeds in values.items():
+        repeated = seeds.index[seeds.index.duplicated()]
+        if len(repeated):
+            # One trial per replicate is what loading leaves: a repeat is a labelling fault.
+            raise AnalysisError(
+                f"{dataset}/{backbone}: seed {repeated[0]} occurs more than once in method "
+                f"{method!r}; a seed counts once, never as two replicates"
+            )
     strategy_of = dict(zip(group["method"], group["strategy"]))
     present_references = sorted(reference_methods & set(values))
     reference = present_references[0] if len(present_references) == 1 else None

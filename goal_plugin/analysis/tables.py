@@ -2,8 +2,11 @@
 
 Shapes, each built when the data is there:
 
-* main comparison: methods x datasets, the requested metrics (per backbone);
-* ablation: none / al / go / goal with AL and GO check marks (when al or go ran);
+* main comparison: methods x datasets, the requested metrics and the weakest
+  modality's linear-probe accuracy (per backbone; see ``summary``);
+* ablation: none / none_uniloss / al / go / goal with check marks for the
+  unimodal loss (from the weight the trials trained with; "?" where they do
+  not say), AL and GO (when al or go ran);
 * temperature sensitivity: metric per temperature of one strategy on one
   (dataset, backbone), when that strategy ran several temperatures there;
 * backbones: methods x backbones, per dataset (when several backbones ran);
@@ -38,7 +41,15 @@ if TYPE_CHECKING:
     from goal_plugin.analysis.summary import Summary
 
 TEST_NAMES = {PAIRED: "paired t", WELCH: "Welch t", WILCOXON: "Wilcoxon"}
-ABLATION = {"none": ("", ""), "al": ("✓", ""), "go": ("", "✓"), "goal": ("✓", "✓")}
+# AL and GO per strategy of the ablation; the unimodal-loss mark comes from the trials.
+ABLATION = {
+    "none": ("", ""),
+    "none_uniloss": ("", ""),
+    "al": ("✓", ""),
+    "go": ("", "✓"),
+    "goal": ("✓", "✓"),
+}
+UNIMODAL_LOSS_MARK = {True: "✓", False: "", None: "?"}
 
 
 @dataclass
@@ -75,7 +86,11 @@ def build_tables(summary: Summary) -> list[Table]:
     def per_backbone(title, backbone, metrics, method_rows=None, lead_header=("Method",)) -> Table:
         """One row per method, one column per (dataset, metric), for one backbone."""
         where = f" ({backbone})" if len(backbones) > 1 else ""
-        columns = [(d, backbone, m) for d in datasets for m in metrics]
+        # A metric only some datasets report (the weak modality's probe) gets no empty columns.
+        present = set(zip(rows["dataset"], rows["backbone"], rows["metric"]))
+        columns = [
+            (d, backbone, m) for d in datasets for m in metrics if (d, backbone, m) in present
+        ]
         if method_rows is None:
             method_rows = _method_rows(summary, rows, backbone)
         return _value_table(f"{title}{where}", summary, method_rows, columns, lead_header)
@@ -85,11 +100,18 @@ def build_tables(summary: Summary) -> list[Table]:
         methods = _methods_with_strategy(summary, rows, backbone)
         if {strategy for _, strategy in methods} & {"al", "go"}:
             ablation = [
-                ([method, *ABLATION[strategy]], method)
-                for method, strategy in methods
+                (
+                    [
+                        method,
+                        UNIMODAL_LOSS_MARK[summary.unimodal_loss.get(method)],
+                        *ABLATION[strategy],
+                    ],
+                    method,
+                )
+                for method, strategy in sorted(methods, key=lambda ms: _ablation_rank(ms[1]))
                 if strategy in ABLATION
             ]
-            headers = ["Method", "AL", "GO"]
+            headers = ["Method", "Uni. loss", "AL", "GO"]
             tables.append(per_backbone("Ablation", backbone, main_metrics, ablation, headers))
     tables += _temperature_tables(summary, rows, main_metrics)
     if len(backbones) > 1:
@@ -103,6 +125,11 @@ def build_tables(summary: Summary) -> list[Table]:
         tables += [per_backbone("Overhead", backbone, overhead) for backbone in backbones]
     tables.append(_across_table(summary))
     return tables
+
+
+def _ablation_rank(strategy: str) -> int:
+    """The ablation's rows build up: none, the unimodal loss, AL, GO, both."""
+    return list(ABLATION).index(strategy) if strategy in ABLATION else len(ABLATION)
 
 
 def _methods_with_strategy(
@@ -130,8 +157,14 @@ def _temperature_tables(summary: Summary, rows: pd.DataFrame, metrics: list[str]
     ):
         if group["temperature"].nunique() < 2:
             continue
-        settings = group.drop_duplicates("method").sort_values("temperature")
-        method_rows = [([f"{t:g}"], m) for t, m in zip(settings["temperature"], settings["method"])]
+        settings = group.drop_duplicates("method")
+        # Numeric settings in increasing order; a searched temperature ("tuned") after them.
+        order = pd.to_numeric(settings["temperature"], errors="coerce").sort_values(kind="stable")
+        settings = settings.loc[order.index]
+        method_rows = [
+            ([f"{t:g}" if isinstance(t, float) else str(t)], m)
+            for t, m in zip(settings["temperature"], settings["method"])
+        ]
         columns = [(dataset, backbone, m) for m in metrics]
         title = f"Temperature sensitivity: {strategy} on {dataset}/{backbone}"
         table = _value_table(title, summary, method_rows, columns, ["T"])

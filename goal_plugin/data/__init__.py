@@ -1,7 +1,12 @@
-"""Datasets: a registry, the in-memory dataset type and the embedded datasets."""
+"""Datasets: a registry, the in-memory dataset type, the embedded datasets and the
+paper's audio-visual datasets read from their public on-disk layouts."""
 
+from goal_plugin.data import ave as _ave  # noqa: F401  (registers "ave")
+from goal_plugin.data import crema_d as _crema_d  # noqa: F401  (registers "crema_d")
+from goal_plugin.data import kinetics_sounds as _kinetics_sounds  # noqa: F401  (registers "kinetics_sounds")
 from goal_plugin.data import mfeat as _mfeat  # noqa: F401  (registers "mfeat")
 from goal_plugin.data import synthetic as _synthetic  # noqa: F401  (registers "synthetic")
+from goal_plugin.data.av import AudioVisualDataset
 from goal_plugin.data.base import (
     DATASETS,
     SPLITS,
@@ -11,15 +16,22 @@ from goal_plugin.data.base import (
     list_datasets,
     stratified_split,
 )
+from goal_plugin.data.check import SplitCheck, check_data, format_check
+from goal_plugin.data.files import DataError
 
 register_dataset = DATASETS.register
 
 __all__ = [
     "DATASETS",
     "SPLITS",
+    "AudioVisualDataset",
+    "DataError",
     "MultimodalDataset",
+    "SplitCheck",
     "build_dataset",
+    "check_data",
     "collate_batch",
+    "format_check",
     "list_datasets",
     "register_dataset",
     "stratified_split",

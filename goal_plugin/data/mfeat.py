@@ -47,6 +47,8 @@ def mfeat(
     """
     if root is not None:
         raise ValueError("mfeat is embedded in the package: leave data_root unset")
+    if isinstance(views, str) or not isinstance(views, Sequence):
+        raise ValueError(f"views must be a list of view names, got {views!r}")
     views = tuple(views)
     if not views or len(set(views)) != len(views):
         raise ValueError(f"views must name distinct views, got {views}")

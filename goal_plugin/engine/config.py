@@ -1,6 +1,6 @@
 """The flat trial configuration: defaults, validation and the resolved form.
 
-Keys (ARCHITECTURE.md "One trial's configuration"): dataset, data_root,
+Keys (flat; the analysis tables use the same names): dataset, data_root,
 dataset_options, backbone, backbone_options, fusion, strategy and its
 hyperparameters as flat keys (temperature, space, alpha, ...), seed, epochs,
 batch_size, optimizer, lr, momentum, weight_decay, scheduler, lr_step_size,
@@ -28,6 +28,8 @@ from goal_plugin.registry import STRATEGIES, create_strategy
 from goal_plugin.strategies.base import HarnessDefaults, Strategy
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+# The optimizers multiply float32 tensors by lr and weight_decay: larger values overflow inside torch.
+FLOAT32_MAX = torch.finfo(torch.float32).max
 SCHEDULERS = ("none", "step", "cosine")
 HARNESS_KEYS = (
     "unimodal_loss_weight",
@@ -145,9 +147,9 @@ def _validate(config: TrialConfig) -> None:
         ("seed", lambda: check.integer("seed", v["seed"], minimum=0)),
         ("epochs", lambda: check.integer("epochs", v["epochs"], minimum=1)),
         ("batch_size", lambda: check.integer("batch_size", v["batch_size"], minimum=1)),
-        ("lr", lambda: check.positive("lr", v["lr"])),
+        ("lr", lambda: check.positive("lr", v["lr"], maximum=FLOAT32_MAX)),
         ("momentum", lambda: check.in_unit_interval("momentum", v["momentum"])),
-        ("weight_decay", lambda: check.non_negative("weight_decay", v["weight_decay"])),
+        ("weight_decay", lambda: check.non_negative("weight_decay", v["weight_decay"], maximum=FLOAT32_MAX)),
         ("lr_step_size", lambda: check.integer("lr_step_size", v["lr_step_size"], minimum=1)),
         ("lr_gamma", lambda: check.positive("lr_gamma", v["lr_gamma"])),
         ("num_workers", lambda: check.integer("num_workers", v["num_workers"], minimum=0)),
@@ -170,9 +172,11 @@ def _validate(config: TrialConfig) -> None:
             run()
         except ValueError as error:
             raise _wrap(key, error) from None
+    if not isinstance(v["device"], str):
+        raise ConfigError(f"device must be a string such as 'cpu', 'cuda' or 'cuda:1', got {v['device']!r}")
     try:
         device = torch.device(v["device"])
-    except (RuntimeError, TypeError) as error:
+    except RuntimeError as error:
         raise ConfigError(f"device: {error}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {v['device']!r} was requested but CUDA is not available here")

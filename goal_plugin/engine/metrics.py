@@ -36,8 +36,10 @@ def linear_probe_accuracy(
 
     Features are standardised with training statistics; the convex objective
     (cross-entropy + ``l2``/2 ||W||^2) is minimised by full-batch L-BFGS in
-    float64 from zero, so the result is deterministic.
+    float64 from zero, so the result is deterministic. Non-finite features give NaN.
     """
+    if not (torch.isfinite(train_features).all() and torch.isfinite(test_features).all()):
+        return float("nan")
     x_train = train_features.double()
     mean, std = x_train.mean(0), x_train.std(0).clamp_min(1e-8)
     x_train = (x_train - mean) / std
@@ -65,8 +67,11 @@ def canonical_correlations(x: Tensor, y: Tensor, *, regularisation: float = 1e-3
     """Canonical correlations between two feature sets (rows = samples), descending.
 
     Ridge-regularised CCA: ``C_xx + r * tr(C_xx)/d * I``; the singular values of
-    ``C_xx^-1/2 C_xy C_yy^-1/2`` are the correlations.
+    ``C_xx^-1/2 C_xy C_yy^-1/2`` are the correlations. Non-finite features give
+    NaN correlations (the decompositions would not converge).
     """
+    if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
+        return torch.full((min(x.shape[1], y.shape[1]),), float("nan"), dtype=torch.float64)
     x = x.double() - x.double().mean(0)
     y = y.double() - y.double().mean(0)
     n = max(len(x) - 1, 1)

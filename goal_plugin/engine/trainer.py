@@ -12,6 +12,12 @@ Every epoch ends with a checkpoint (see ``checkpoint.py``) and a call of
 ``on_epoch_end(metrics, checkpoint_dir)``; a run resumed from that checkpoint
 produces the same numbers as one that never stopped (bit for bit on CPU): the
 data order is a function of (seed, epoch) and every generator is restored.
+
+A run whose training loss (at any step) or evaluation outputs stop being
+finite raises ``DivergenceError`` at the end of that epoch, before its
+checkpoint: the per-step losses stay on the device and are read in the one
+transfer the epoch already makes for its metrics, so the check adds no
+per-step synchronisation.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from goal_plugin.data import build_dataset, collate_batch
+from goal_plugin.data import DataError, build_dataset, collate_batch
 from goal_plugin.engine import checkpoint as ckpt
 from goal_plugin.engine.config import ConfigError, TrialConfig, resolve_config
 from goal_plugin.engine.metrics import (
@@ -42,6 +48,7 @@ from goal_plugin.engine.metrics import (
     linear_probe_accuracy,
     macro_f1,
 )
+from goal_plugin.engine.run_folder import claim_run_folder
 from goal_plugin.models import MultimodalNetwork, build_network
 from goal_plugin.strategies.base import HarnessDefaults, Strategy
 
@@ -55,6 +62,20 @@ NONDETERMINISTIC_METRICS = (
 COSINE_BINS = 20
 CCA_COMPONENTS = 10
 EpochCallback = Callable[[dict[str, Any], Path | None], None]
+
+
+class DivergenceError(RuntimeError):
+    """Training diverged: a non-finite training loss, or non-finite model outputs
+    after an epoch whose losses were finite. ``epoch`` and ``step`` (counted from
+    0) locate the first non-finite loss, or the epoch's last step (whose update
+    broke the model) for the outputs."""
+
+    def __init__(self, message: str, epoch: int, step: int):
+        super().__init__(message)
+        self.epoch, self.step = epoch, step
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable, so that Ray can hand it to the driver
+        return type(self), (str(self), self.epoch, self.step)
 
 
 def seed_everything(seed: int) -> None:
@@ -114,11 +135,11 @@ def prepare(config: TrialConfig) -> Run:
                 f"{list(model.modalities)} (use strategy 'none' for a unimodal baseline)"
             )
         strategy = None
-    elif strategy.direction is not None and len(set(model.feature_dims.values())) > 1:
-        raise ConfigError(
-            f"strategy {config.strategy!r} compares modality gradients, but the encoders' feature "
-            f"sizes differ: {model.feature_dims}; set one out_dim for all in backbone_options"
-        )
+    else:
+        try:
+            model.check_strategy(strategy)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
     optimizer = _optimizer(config, model)
     scheduler = None
     if config.scheduler == "step":
@@ -204,18 +225,19 @@ def train_epoch(run: Run, epoch: int, progress: bool = False) -> dict[str, Any]:
     head_weight = unimodal_weight if unimodal_weight > 0 else 1.0
     strategy = run.strategy if modulating else None
     stats = _StatsAccumulator(len(run.modalities), run.device)
-    totals = torch.zeros(3, dtype=torch.float64, device=run.device)  # objective, fused, correct
     seen = 0
     memory_baseline_mb = _start_memory_window(run.device)
     start = time.perf_counter()
     batches = _loader(run, "train", epoch)
+    # Per step, on the device: objective, fused loss (both times batch size), correct predictions.
+    step_totals = torch.empty(len(batches), 3, dtype=torch.float64, device=run.device)
     if progress:
         from tqdm import tqdm
 
         batches = tqdm(
             batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, file=sys.stderr, disable=None
         )
-    for batch in batches:
+    for step, batch in enumerate(batches):
         batch = _to_device(batch, run.device)
         labels = batch["label"]
         run.optimizer.zero_grad(set_to_none=True)
@@ -241,12 +263,14 @@ def train_epoch(run: Run, epoch: int, progress: bool = False) -> dict[str, Any]:
         with torch.no_grad():
             objective = fused_loss + unimodal_weight * unimodal_loss
             correct = (out.fused_logits.argmax(1) == labels).sum()
-            totals += torch.stack([objective * len(labels), fused_loss * len(labels), correct]).double()
+            step_totals[step] = torch.stack([objective * len(labels), fused_loss * len(labels), correct])
         seen += len(labels)
+    per_step = step_totals.cpu()  # the epoch's one read of its training numbers
+    _raise_if_diverged(run, epoch, per_step[:, 0])
     if run.scheduler is not None:
         run.scheduler.step()
     elapsed = time.perf_counter() - start
-    loss_sum, fused_sum, correct_sum = totals.tolist()
+    loss_sum, fused_sum, correct_sum = (sum(column) for column in zip(*per_step.tolist()))  # in step order
     metrics = {
         "train_loss": loss_sum / seen,
         "train_fused_loss": fused_sum / seen,
@@ -259,6 +283,22 @@ def train_epoch(run: Run, epoch: int, progress: bool = False) -> dict[str, Any]:
         "peak_memory_mb": _peak_memory_mb(run.device, memory_baseline_mb),
     }
     return metrics
+
+
+_DIVERGENCE_HINT = "lower lr, set grad_clip, or check the inputs for non-finite values"
+
+
+def _raise_if_diverged(run: Run, epoch: int, step_objectives: torch.Tensor) -> None:
+    """``DivergenceError`` naming the first step whose training loss is not finite."""
+    bad = torch.nonzero(~torch.isfinite(step_objectives)).flatten()
+    if len(bad):
+        step, steps = int(bad[0]), len(step_objectives)
+        raise DivergenceError(
+            f"training diverged: the loss is {float(step_objectives[step])} at epoch "
+            f"{epoch + 1}/{run.config.epochs}, step {step + 1}/{steps}; {_DIVERGENCE_HINT}",
+            epoch,
+            step,
+        )
 
 
 _PROC_STATUS, _PROC_CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
@@ -313,14 +353,20 @@ def _proc_status_mb(field: str) -> float:
 
 @torch.no_grad()
 def collect(run: Run, split: str) -> dict[str, torch.Tensor]:
-    """Eval-mode predictions, unimodal-head predictions and features of a split (on CPU)."""
+    """Eval-mode predictions, unimodal-head predictions and features of a split (on CPU);
+    ``finite`` says per sample whether every logit was finite."""
     run.model.eval()
     parts: dict[str, list[torch.Tensor]] = {}
     for batch in _loader(run, split, None):
         batch = _to_device(batch, run.device)
         with torch.autocast(run.device.type, dtype=run.amp_dtype or torch.float32, enabled=run.amp_dtype is not None):
             out = run.model(batch)
-        rows = {"label": batch["label"], "pred": out.fused_logits.argmax(1)}
+        logits = torch.cat([out.fused_logits, *out.unimodal_logits.values()], dim=1)
+        rows = {
+            "label": batch["label"],
+            "pred": out.fused_logits.argmax(1),
+            "finite": torch.isfinite(logits).all(1),
+        }
         for m in run.modalities:
             rows[f"pred_{m}"] = out.unimodal_logits[m].argmax(1)
             rows[f"feat_{m}"] = out.features[m].float()
@@ -329,8 +375,20 @@ def collect(run: Run, split: str) -> dict[str, torch.Tensor]:
     return {key: torch.cat(values) for key, values in parts.items()}
 
 
-def evaluate(run: Run, split: str) -> dict[str, float]:
+def evaluate(run: Run, split: str, epoch: int) -> dict[str, float]:
+    """Metrics of ``split`` after ``epoch``; non-finite outputs raise ``DivergenceError``
+    (an update that broke the model while the losses it saw were finite)."""
     outputs = collect(run, split)
+    features = [outputs[f"feat_{m}"] for m in run.modalities]
+    if not (outputs["finite"].all() and all(torch.isfinite(f).all() for f in features)):
+        steps = len(_loader(run, "train", epoch))
+        raise DivergenceError(
+            f"training diverged: the loss was finite through epoch {epoch + 1}/{run.config.epochs}, but "
+            f"after its last step ({steps}/{steps}) the model's outputs on the {split} split are not finite; "
+            f"{_DIVERGENCE_HINT}",
+            epoch,
+            steps - 1,
+        )
     labels, num_classes = outputs["label"], run.splits[split].num_classes
     metrics = {
         f"{split}_acc": accuracy(outputs["pred"], labels),
@@ -421,6 +479,12 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def _data_error(config: TrialConfig, error: DataError) -> ConfigError:
+    """A dataset file found malformed while training, as the one-line error of a bad
+    data_root (the whole message names the file, what was expected and the layout)."""
+    return ConfigError(f"data_root of dataset {config.dataset!r}: {error.one_line()}")
+
+
 def fit(
     config: Mapping[str, Any] | TrialConfig | None = None,
     *,
@@ -429,21 +493,34 @@ def fit(
     on_epoch_end: EpochCallback | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train one trial; returns ``{"config", "history", "final", ...}``.
 
     output_dir: writes ``config.json``, ``metrics.json`` (every epoch) and
-    ``checkpoint/checkpoint.pt`` (every epoch). resume_from: a checkpoint file or
-    folder (or a previous ``output_dir``) of a run with the same configuration.
+    ``checkpoint/checkpoint.pt`` (every epoch). A folder that already holds a run
+    raises ``RunFolderError`` unless that run is the one resumed (``resume_from``
+    is the folder or inside it) or ``overwrite`` (its run files are removed first).
+    resume_from: a checkpoint file or folder (or a previous ``output_dir``) of a
+    run with the same configuration.
     on_epoch_end(metrics, checkpoint_dir): called after each epoch's checkpoint.
     log: receives one summary line per epoch.
+    Raises ``DivergenceError`` at the end of an epoch in which a training loss, or
+    after which the model's evaluation outputs, are not finite; ``metrics.json``
+    then holds the finished epochs and the error, and the checkpoint stays the
+    last finite epoch's. A dataset file found missing or malformed while reading a
+    batch raises ``ConfigError`` naming the file.
     """
     config = config if isinstance(config, TrialConfig) else resolve_config(config)
     run = prepare(config)
     output = Path(output_dir) if output_dir is not None else None
     checkpoint_dir = output / "checkpoint" if output is not None else None
     if output is not None:
-        output.mkdir(parents=True, exist_ok=True)
+        resumed_here = resume_from is not None and output.resolve() in (
+            Path(resume_from).resolve(),
+            *Path(resume_from).resolve().parents,
+        )
+        claim_run_folder(output, resuming=resumed_here, overwrite=overwrite)
         _write_json(output / "config.json", config.as_dict())
     history: list[dict[str, Any]] = []
     start_epoch = 0
@@ -457,9 +534,17 @@ def fit(
         start_epoch = state["epoch"] + 1
     for epoch in range(start_epoch, config.epochs):
         metrics = {"epoch": epoch, "lr": run.optimizer.param_groups[0]["lr"]}
-        metrics.update(train_epoch(run, epoch, progress))
-        metrics.update(evaluate(run, "val"))
-        metrics.update(evaluate(run, "test"))
+        try:
+            metrics.update(train_epoch(run, epoch, progress))
+            metrics.update(evaluate(run, "val", epoch))
+            metrics.update(evaluate(run, "test", epoch))
+        except DivergenceError as error:
+            if output is not None:
+                unfinished = _summary(run, history, {}, finished=False)
+                _write_json(output / "metrics.json", {**unfinished, "error": str(error)})
+            raise
+        except DataError as error:
+            raise _data_error(config, error) from None
         history.append(metrics)
         if checkpoint_dir is not None:
             ckpt.save_checkpoint(checkpoint_dir, _state(run, epoch, history))
@@ -473,7 +558,10 @@ def fit(
         if on_epoch_end is not None:
             on_epoch_end(metrics, checkpoint_dir)
     started = time.perf_counter()
-    extra = diagnostics(run) if config.diagnostics else {}
+    try:
+        extra = diagnostics(run) if config.diagnostics else {}
+    except DataError as error:
+        raise _data_error(config, error) from None
     extra["diagnostics_time_s"] = time.perf_counter() - started
     extra["train_time_s"] = sum(m["epoch_time_s"] for m in history)
     results = _summary(run, history, extra, finished=True)

@@ -1,7 +1,8 @@
 """Adapters for training code that is not ours.
 
 - ``attach(fusion_module, strategy, logits_fn)``: the gate through a forward
-  pre-hook, for any PyTorch model with a fusion module (one backward pass).
+  pre-hook, for any PyTorch model with a fusion module (one backward pass);
+  ``attached(module)`` finds its handle, ``detach(module)`` removes it.
 - ``feature_space_backward`` / ``parameter_space_backward``: replace
   ``loss.backward()`` where the gate cannot be inserted (``post_backward``).
 - ``goal_plugin.integrations.balancemm``: ``GOALTrainer`` for BalanceMM; imported
@@ -10,7 +11,14 @@
 Recipes: docs/README.md.
 """
 
-from goal_plugin.integrations.attach import AttachedStrategy, attach
+from goal_plugin.integrations.attach import AttachedStrategy, attach, attached, detach
 from goal_plugin.integrations.post_backward import feature_space_backward, parameter_space_backward
 
-__all__ = ["AttachedStrategy", "attach", "feature_space_backward", "parameter_space_backward"]
+__all__ = [
+    "AttachedStrategy",
+    "attach",
+    "attached",
+    "detach",
+    "feature_space_backward",
+    "parameter_space_backward",
+]

@@ -1,11 +1,12 @@
 """Every registered strategy as a BalanceMM trainer (GeWu-Lab/BalanceBenchmark).
 
-    python -m goal_plugin.integrations.balancemm --trainer GOALTrainer --dataset CREMAD ...
+    python -m goal_plugin.integrations.balancemm [--cpu] --trainer GOALTrainer --dataset CREMAD ...
 
 run from a BalanceMM checkout whose ``configs/trainer_config.yaml`` holds the
 ``trainer_para.GOAL`` block (``BALANCEMM_TRAINER_PARA``); see docs/balancemm.md.
-The module registers ``GOALTrainer`` with BalanceMM's trainer lookup and runs
-BalanceMM's own ``__main__``. Written against BalanceMM commit 4c1482f; BalanceMM
+The module registers ``GOALTrainer`` with BalanceMM's trainer lookup (working
+around BalanceMM's import-time bugs, ``KNOWN_ISSUES``), with ``--cpu`` makes its
+entry points run on the CPU (``use_cpu``), and runs BalanceMM's own ``__main__``. Written against BalanceMM commit 4c1482f; BalanceMM
 is never imported unless ``GOALTrainer`` or ``register_with_balancemm`` is used.
 
 How the strategy reaches BalanceMM's model: the gate, by re-running the fusion
@@ -69,8 +70,11 @@ HARNESS_KEYS = (
     "unimodal_loss_weight",
     "warmup_unimodal_loss_weight",
 )
-# Keys BalanceMM's launcher adds to every trainer block; they are not ours to read.
-_BALANCEMM_BOOKKEEPING_KEYS = ("base_para", "name")
+# Keys BalanceMM's own entry points add to every trainer block: ``base_para`` and ``name``
+# (``__main__.create_config``), ``checkpoint_dir`` (``train.train_and_test``,
+# ``train.linear_probe_eval``, ``test.test``, ``test.t_sne``). BaseTrainer receives
+# ``base_para`` separately and ``create_trainer`` sets ``trainer.checkpoint_dir`` itself.
+BALANCEMM_BOOKKEEPING_KEYS = ("base_para", "name", "checkpoint_dir")
 
 
 class KnownIssue(NamedTuple):
@@ -91,13 +95,15 @@ KNOWN_ISSUES = (
     ),
     KnownIssue(
         "`'BaseClassifierModel' object has no attribute 'resnet'`",
-        "`encoder_process` calls `self.resnet`; the method is `resnet_process`. In your "
-        "launcher, before training: `BaseClassifierModel.resnet = BaseClassifierModel.resnet_process`.",
+        "`encoder_process` calls `self.resnet`; the method is `resnet_process`. "
+        "register_with_balancemm() (and `python -m goal_plugin.integrations.balancemm`) add "
+        "`BaseClassifierModel.resnet = BaseClassifierModel.resnet_process` when it is missing.",
     ),
     KnownIssue(
         "the default model entry asks for a `text` modality that CREMA-D lacks",
         "Edit the `BaseClassifier` entry of configs/model_config.yaml to `encoders: {audio: "
-        "ResNet18, visual: ResNet18}` (a new entry name would need a matching `<name>Model` class).",
+        "ResNet18, visual: ResNet18}` and `modality_size: 512` (a new entry name would need a "
+        "matching `<name>Model` class).",
     ),
     KnownIssue(
         "`has no attribute 'Unimodality_Calculate'`",
@@ -111,7 +117,12 @@ KNOWN_ISSUES = (
     ),
     KnownIssue(
         "no CPU run: `device` must parse as integers",
-        "Run on a GPU with `--device 0` (or `0,1`); the CPU branch of train.py is broken.",
+        "`__main__` insists on integer GPU ids, while train.py and test.py take their CPU "
+        "branch only for `device == ''`, and on that branch the bare model's `validation_step` "
+        "returns a tuple where the validation loop expects the loss. Add `--cpu`: "
+        "`python -m goal_plugin.integrations.balancemm --cpu ...` (or call `use_cpu()` in "
+        "your launcher) runs that branch with a CPU Fabric and the loss-only convention "
+        "of `MultiModalParallel`.",
     ),
     KnownIssue(
         "`FileNotFoundError` for `epoch_normal.ckpt` after training",
@@ -124,10 +135,23 @@ KNOWN_ISSUES = (
         "configs/dataset_config.yaml with `/`.",
     ),
     KnownIssue(
+        "`--mode test` prints the test accuracy, then stops with `ValueError: not a valid path`",
+        "A `for ... else` in test.py raises after every search, also after a successful "
+        "test; the `The best test acc is` line printed before it is the result.",
+    ),
+    KnownIssue(
+        "the training log has no `train_acc` for the fused output",
+        "BaseTrainer's training metrics cover the modalities only (`acc_audio`, "
+        "`acc_visual`); the fused accuracy is logged for validation and test.",
+    ),
+    KnownIssue(
         "`pip install -r requirements.txt` fails with torch 2.x",
         "It is a 2024 freeze for torch 1.12; install only what the code imports: "
         "lightning==2.5.5 dynaconf loguru thop librosa transformers h5py pandas "
-        "scikit-learn scipy matplotlib tensorboard tqdm pyyaml.",
+        "scikit-learn scipy matplotlib tensorboard tqdm pyyaml, and the torchvision release "
+        "of your torch. torchaudio is imported at start-up (by the Kinetics-Sounds dataset "
+        "module) but has no release for torch 2.14; `pip install --no-deps torchaudio==2.11.0` "
+        "lets the import succeed (CREMA-D does not use it).",
     ),
 )
 
@@ -136,9 +160,9 @@ def settings_from_method_dict(method_dict: Mapping[str, Any]) -> tuple[Strategy,
     """The strategy and harness settings named by a ``trainer_para.GOAL`` block.
 
     ``method`` (default ``"goal"``) is a registered strategy; the other keys are
-    its hyperparameters or HARNESS_KEYS overriding the recipe's defaults. Keys
-    BalanceMM adds (``base_para``, ``name``) are ignored; anything else is a
-    ``ValueError`` naming the key and the accepted ones.
+    its hyperparameters or HARNESS_KEYS overriding the recipe's defaults. The keys
+    BalanceMM's entry points add (``BALANCEMM_BOOKKEEPING_KEYS``) are ignored;
+    anything else is a ``ValueError`` naming the key and the accepted ones.
     """
     if not isinstance(method_dict, Mapping):
         raise ValueError(f"method_dict must be a mapping, got {type(method_dict).__name__}")
@@ -148,7 +172,7 @@ def settings_from_method_dict(method_dict: Mapping[str, Any]) -> tuple[Strategy,
     accepted = strategy_hyperparameters(method)  # an unknown method is refused here
     hparams, overrides = {}, {}
     for key, value in method_dict.items():
-        if key == "method" or key in _BALANCEMM_BOOKKEEPING_KEYS:
+        if key == "method" or key in BALANCEMM_BOOKKEEPING_KEYS:
             continue
         if key in accepted:
             hparams[key] = value
@@ -282,6 +306,10 @@ def __getattr__(name: str) -> Any:
 def register_with_balancemm() -> type:
     """Make ``--trainer GOALTrainer`` resolvable by BalanceMM; returns the class.
 
+    Also works around two import-time bugs of BalanceMM at commit 4c1482f, without
+    touching its files: the missing top-level ``models`` package, and the missing
+    ``BaseClassifierModel.resnet`` (see ``KNOWN_ISSUES``).
+
     BalanceMM's ``create_trainer`` searches the module list
     ``balancemm.trainer._trainer_modules`` for the class name; this appends a
     small module object carrying ``GOALTrainer`` (once). Call it after importing
@@ -300,6 +328,7 @@ def register_with_balancemm() -> type:
             "4c1482f). Fallback: put a file GOAL_trainer.py containing 'from "
             "goal_plugin.integrations.balancemm import GOALTrainer' into balancemm/trainer/"
         )
+    _alias_missing_resnet_method()
     cls = trainer_class()
     if not any(getattr(module, BALANCEMM_TRAINER_NAME, None) is cls for module in modules):
         carrier = types.ModuleType("goal_plugin_balancemm_trainers")
@@ -326,10 +355,62 @@ def _alias_missing_models_package() -> None:
             sys.modules["models." + name.removeprefix("balancemm.models.")] = module
 
 
+def _alias_missing_resnet_method() -> None:
+    """Workaround for ``BaseClassifierModel.encoder_process`` calling ``self.resnet``,
+    which does not exist (the method is ``resnet_process``): every ResNet18 model fails
+    in its first forward. Only added where ``resnet`` is missing."""
+    model_module = importlib.import_module("balancemm.models.avclassify_model")
+    model_class = getattr(model_module, "BaseClassifierModel", None)
+    if model_class is not None and not hasattr(model_class, "resnet") and hasattr(model_class, "resnet_process"):
+        model_class.resnet = model_class.resnet_process
+
+
+def use_cpu() -> None:
+    """Make BalanceMM's ``train_and_test`` and ``test`` run on the CPU (commit 4c1482f).
+
+    Its ``__main__`` insists on integer GPU ids in ``device`` and gives Fabric a GPU
+    accelerator, while ``train.py`` and ``test.py`` take their CPU branch (the bare
+    model, no ``MultiModalParallel``, no ``.cuda()``) only for ``device == ''``. This
+    wraps both entry points so that they get ``device = ''`` and a one-process CPU
+    Fabric, and makes the bare model's ``validation_step`` return the loss alone, the
+    convention of ``MultiModalParallel`` that BalanceMM's validation loop relies on.
+    Call it after ``register_with_balancemm()`` and before running BalanceMM's
+    ``__main__``, which imports the entry points by name when it runs.
+    """
+    train = importlib.import_module("balancemm.train")
+    test = importlib.import_module("balancemm.test")
+    model_class = importlib.import_module("balancemm.models.avclassify_model").BaseClassifierModel
+    if getattr(model_class.validation_step, "_goal_plugin_cpu", False):
+        return
+    train.train_and_test = _on_cpu(train.train_and_test)
+    test.test = _on_cpu(test.test)
+    tuple_validation_step = model_class.validation_step
+
+    def validation_step(self: Any, batch: Any, batch_idx: int, limit_modality: Any) -> Any:
+        return tuple_validation_step(self, batch, batch_idx, limit_modality)[0]
+
+    validation_step._goal_plugin_cpu = True  # type: ignore[attr-defined]
+    model_class.validation_step = validation_step
+
+
+def _on_cpu(entry_point: Any) -> Any:
+    def run_on_cpu(config: dict) -> Any:
+        config["Main_config"]["device"] = ""
+        config["fabric"] = {**config["fabric"], "accelerator": "cpu", "devices": 1, "strategy": "auto"}
+        return entry_point(config)
+
+    return run_on_cpu
+
+
 def main() -> None:
-    """``python -m goal_plugin.integrations.balancemm [BalanceMM's arguments]``:
-    register ``GOALTrainer``, then run ``python -m balancemm`` with the same arguments."""
+    """``python -m goal_plugin.integrations.balancemm [--cpu] [BalanceMM's arguments]``:
+    register ``GOALTrainer`` (with ``--cpu``: ``use_cpu()``), then run
+    ``python -m balancemm`` with the other arguments."""
+    cpu = "--cpu" in sys.argv[1:]
+    sys.argv = [sys.argv[0], *(arg for arg in sys.argv[1:] if arg != "--cpu")]
     register_with_balancemm()
+    if cpu:
+        use_cpu()
     runpy.run_module("balancemm", run_name="__main__", alter_sys=True)
 
 

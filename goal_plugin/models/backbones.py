@@ -5,35 +5,64 @@ batch dimension) and keyword options, and returns an ``nn.Module`` mapping a bat
 to features (B, out_dim) with an ``out_dim`` attribute. Third-party backbones
 register through the entry-point group ``goal_plugin.backbones``.
 
-Accepted input shapes: ``mlp`` any shape (flattened); ``resnet18`` and
-``small_cnn`` a spectrogram (H, W) or (1, H, W), an image (C, H, W), or frames
-(C, T, H, W), which are folded into the batch and pooled over T x H x W as in
-OGM-GE's AVClassifier.
+Accepted input shapes: ``mlp`` any shape (flattened); every other built-in
+backbone a spectrogram (H, W) or (1, H, W), an image (C, H, W), or frames
+(C, T, H, W), which are folded into the batch and pooled over time as in
+OGM-GE's AVClassifier. The torchvision backbones (``resnet18``,
+``convnext_base``, ``vit_b_32``) live in
+:mod:`goal_plugin.models.torchvision_backbones`, registered on the first lookup;
+each imports torchvision only when built, so ``import goal_plugin``, the
+registry and ``mlp`` / ``small_cnn`` work without torchvision installed.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from goal_plugin import _validation as check
 from goal_plugin._registry import Registry
 
-BACKBONES = Registry("backbone", "goal_plugin.backbones")
+BACKBONES = Registry(
+    "backbone",
+    "goal_plugin.backbones",
+    built_ins="goal_plugin.models.torchvision_backbones",
+    common_options=("feature_dim",),  # taken by create_backbone for every backbone
+)
 
 
 def list_backbones() -> list[str]:
     return BACKBONES.names()
 
 
-def create_backbone(name: str, input_shape: Sequence[int], **options: object) -> nn.Module:
-    """Build backbone ``name`` for inputs of per-sample shape ``input_shape``."""
-    return BACKBONES.create(name, tuple(int(s) for s in input_shape), **options)
+def create_backbone(
+    name: str, input_shape: Sequence[int], *, feature_dim: int | None = None, **options: object
+) -> nn.Module:
+    """Build backbone ``name`` for inputs of per-sample shape ``input_shape``.
+
+    ``feature_dim`` (any backbone) appends ``nn.Linear(out_dim, feature_dim)``, so
+    that encoders of different widths give features of one width, which direction
+    steps (GO) need to compare the modalities' gradients.
+    """
+    if feature_dim is not None:
+        check.integer("feature_dim", feature_dim, minimum=1)
+    encoder = BACKBONES.create(name, tuple(int(s) for s in input_shape), **options)
+    return encoder if feature_dim is None else ProjectedEncoder(encoder, feature_dim)
+
+
+class ProjectedEncoder(nn.Module):
+    """``encoder`` followed by a linear projection to ``feature_dim``."""
+
+    def __init__(self, encoder: nn.Module, feature_dim: int):
+        super().__init__()
+        self.encoder = encoder
+        self.projection = nn.Linear(int(encoder.out_dim), feature_dim)
+        self.out_dim = feature_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.projection(self.encoder(x))
 
 
 class MLPEncoder(nn.Module):
@@ -69,129 +98,46 @@ def mlp(
     return MLPEncoder(math.prod(input_shape), hidden_dim, out_dim, depth, dropout)
 
 
-def _image_layout(name: str, input_shape: tuple[int, ...]) -> tuple[int, bool]:
-    """(in_channels, has_time_axis) for a spectrogram, image or frame-stack shape."""
+def image_channels(name: str, input_shape: tuple[int, ...]) -> int:
+    """Input channels of a spectrogram (H, W), image (C, H, W) or frames (C, T, H, W)."""
     if len(input_shape) == 2:
-        return 1, False
-    if len(input_shape) == 3:
-        return input_shape[0], False
-    if len(input_shape) == 4:
-        return input_shape[0], True
+        return 1
+    if len(input_shape) in (3, 4):
+        return input_shape[0]
     raise ValueError(
         f"backbone {name!r} needs a spectrogram (H, W), an image (C, H, W) or frames "
         f"(C, T, H, W) per sample, got shape {input_shape}; use backbone 'mlp' for vectors"
     )
 
 
-class ConvEncoder(nn.Module):
-    """Runs a 2-D trunk on spectrograms / images / frames and average-pools the map."""
+class FrameEncoder(nn.Module):
+    """Runs a 2-D ``trunk`` on a spectrogram, an image or every frame of a clip, and pools.
 
-    def __init__(self, trunk: nn.Module, in_channels: int, has_time: bool, out_dim: int):
+    A batch (B, H, W) is a 1-channel spectrogram; frames (B, C, T, H, W) are folded
+    into the batch as (B*T, C, H, W), as OGM-GE's visual ResNet does. The trunk's
+    maps (B*T, D, h, w) are averaged over T x h x w together (OGM-GE's
+    ``adaptive_avg_pool3d``); a trunk that returns vectors (B*T, D), such as ViT's
+    class token, is averaged over T. ``pooled_norm`` (ConvNeXt's LayerNorm2d)
+    normalises the pooled (B, D, 1, 1) map, as torchvision does after its own pooling.
+    """
+
+    def __init__(self, trunk: nn.Module, out_dim: int, pooled_norm: nn.Module | None = None):
         super().__init__()
         self.trunk = trunk
-        self.in_channels = in_channels
-        self.has_time = has_time
+        self.pooled_norm = pooled_norm
         self.out_dim = out_dim
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() == 3:  # (B, H, W) spectrogram
+        if x.dim() == 3:
             x = x.unsqueeze(1)
-        if not self.has_time:
-            return F.adaptive_avg_pool2d(self.trunk(x), 1).flatten(1)
-        batch, channels, time = x.shape[:3]
-        frames = x.transpose(1, 2).reshape(batch * time, channels, *x.shape[3:])
-        maps = self.trunk(frames)  # (B*T, D, h, w)
-        maps = maps.reshape(batch, time, *maps.shape[1:]).transpose(1, 2)  # (B, D, T, h, w)
-        return F.adaptive_avg_pool3d(maps, 1).flatten(1)
-
-
-class BasicBlock(nn.Module):
-    def __init__(self, in_planes: int, planes: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = None
-        if stride != 1 or in_planes != planes:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
-            )
-
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        return self.relu(self.bn2(self.conv2(out)) + identity)
-
-
-class ResNet18Trunk(nn.Module):
-    """ResNet-18 without its classifier; parameter names follow torchvision's."""
-
-    def __init__(self, in_channels: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        widths = (64, 128, 256, 512)
-        in_planes = 64
-        for index, planes in enumerate(widths, start=1):
-            stride = 1 if index == 1 else 2
-            layer = nn.Sequential(BasicBlock(in_planes, planes, stride), BasicBlock(planes, planes, 1))
-            self.add_module(f"layer{index}", layer)
-            in_planes = planes
-        for module in self.modules():  # as torchvision / OGM-GE's backbone
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
-
-
-def load_pretrained_trunk(trunk: nn.Module, path: str | Path) -> None:
-    """Load a local torchvision-style ResNet state dict (never downloads).
-
-    ``fc.*`` entries are ignored; a first convolution with a different number of
-    input channels is adapted by averaging over the pretrained channels (the
-    usual way to start a 1-channel spectrogram encoder from RGB weights).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"pretrained_path {str(path)!r} is not a file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(f"pretrained_path {str(path)!r} is not a readable state dict: {error}") from error
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    conv1 = state.get("conv1.weight")
-    expected = trunk.conv1.weight
-    if conv1 is not None and conv1.shape[1] != expected.shape[1]:
-        state["conv1.weight"] = conv1.mean(dim=1, keepdim=True).repeat(1, expected.shape[1], 1, 1)
-    missing, unexpected = trunk.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(
-            f"pretrained_path {str(path)!r} does not fit ResNet-18: missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]}"
-        )
-
-
-@BACKBONES.register("resnet18")
-def resnet18(input_shape: tuple[int, ...], *, pretrained_path: str | None = None) -> nn.Module:
-    """ResNet-18 as in OGM-GE: 1-channel spectrograms, frames folded into the batch
-    and pooled over T x H x W; 512-d features. ``pretrained_path``: optional local
-    torchvision-format weights."""
-    in_channels, has_time = _image_layout("resnet18", input_shape)
-    trunk = ResNet18Trunk(in_channels)
-    if pretrained_path is not None:
-        load_pretrained_trunk(trunk, pretrained_path)
-    return ConvEncoder(trunk, in_channels, has_time, 512)
+        batch = x.shape[0]
+        if x.dim() == 5:
+            x = x.transpose(1, 2).flatten(0, 1)
+        out = self.trunk(x)
+        features = out.reshape(batch, -1, out.shape[1], math.prod(out.shape[2:])).mean(dim=(1, 3))
+        if self.pooled_norm is not None:
+            features = self.pooled_norm(features[:, :, None, None]).flatten(1)
+        return features
 
 
 @BACKBONES.register("small_cnn")
@@ -199,7 +145,7 @@ def small_cnn(
     input_shape: tuple[int, ...], *, channels: Sequence[int] = (16, 32), out_dim: int = 64
 ) -> nn.Module:
     """A few strided 3x3 conv + BN + ReLU layers; trains in seconds on a CPU."""
-    in_channels, has_time = _image_layout("small_cnn", input_shape)
+    in_channels = image_channels("small_cnn", input_shape)
     check.integer("out_dim", out_dim, minimum=1)
     widths = [check.integer("channels", c, minimum=1) for c in channels] + [out_dim]
     layers: list[nn.Module] = []
@@ -207,4 +153,4 @@ def small_cnn(
     for width in widths:
         layers += [nn.Conv2d(previous, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
         previous = width
-    return ConvEncoder(nn.Sequential(*layers), in_channels, has_time, out_dim)
+    return FrameEncoder(nn.Sequential(*layers), out_dim)

@@ -87,6 +87,23 @@ class MultimodalNetwork(nn.Module):
         self.fusion = FUSIONS[fusion](dims, num_classes)
         self.feature_dims = dict(zip(self.modalities, dims))
 
+    def check_strategy(self, strategy: Strategy) -> None:
+        """Refuse a strategy whose direction step compares the modalities' gradients
+        (GO and the recipes built on it) when the encoders' feature widths differ.
+
+        Call it once, before training: ``forward`` does not repeat it (the gate
+        checks the shapes it receives on every training step anyway), but its
+        error names the ``feature_dim`` option that fixes the configuration."""
+        direction = strategy.direction
+        compares = direction is not None and direction.requires_equal_sizes
+        if not compares or len(set(self.feature_dims.values())) < 2:
+            return
+        raise ValueError(
+            f"strategy {strategy.name} compares modality gradients, so every encoder must give "
+            f"features of one width; got {self.feature_dims}. Set the backbone option feature_dim "
+            "(backbone_options: {feature_dim: 512}) to project every modality to a common width"
+        )
+
     def encoder_prefixes(self) -> list[str]:
         """Module paths of the encoders, in modality order (for post-backward hooks)."""
         return [f"encoders.{m}" for m in self.modalities]
@@ -133,7 +150,8 @@ def build_network(
 
     ``backbone_options`` apply to every encoder; an entry named after a modality
     holding a mapping applies to that modality only (e.g. ``{"out_dim": 64,
-    "mor": {"hidden_dim": 16}}``).
+    "mor": {"hidden_dim": 16}}``). ``feature_dim`` (any backbone) projects the
+    features to a common width (see :func:`create_backbone`).
     """
     options = dict(backbone_options or {})
     per_modality = {m: dict(options.pop(m)) for m in sample_shapes if isinstance(options.get(m), Mapping)}

@@ -152,8 +152,13 @@ class Strategy:
         labels: Tensor | None,
         *,
         what: str = "grads",
+        complete: bool = True,
     ) -> None:
-        """Shape and presence checks only (no device synchronisation)."""
+        """Shape and presence checks only (no device synchronisation).
+
+        ``complete=False`` skips the checks that the logits and labels the magnitude
+        step reads are present (the gate runs them in backward, where it reads them).
+        """
         num_modalities = len(tensors)
         if num_modalities < 2:
             raise ValueError(
@@ -182,7 +187,7 @@ class Strategy:
                 )
         if logits is not None:
             self._check_logits(logits, num_modalities, batch)
-        elif self.requires_logits:
+        elif self.requires_logits and complete:
             raise ValueError(f"{self.name} reads modality-specific logits: pass logits=(z_1, ..., z_M)")
         if labels is not None:
             if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.shape[0] != batch:
@@ -190,8 +195,11 @@ class Strategy:
                 raise ValueError(f"labels must be a 1-D tensor of {batch} class indices, got {shape}")
             if labels.is_floating_point() or labels.is_complex():
                 raise ValueError(f"labels must hold integer class indices, got dtype {labels.dtype}")
-        elif self.requires_labels:
-            raise ValueError(f"{self.name} needs the labels: pass labels=y (a 1-D tensor of class indices)")
+        elif self.requires_labels and complete:
+            raise ValueError(
+                f"{self.name} needs the labels: pass labels=y (a 1-D tensor of class indices); "
+                "with goal_plugin.attach, call handle.set_labels(y) before each training forward"
+            )
 
     def _check_logits(self, logits: Sequence[Tensor], num_modalities: int, batch: int) -> None:
         if len(logits) != num_modalities:

@@ -1,23 +1,27 @@
 """The built-in recipes: magnitude step + direction step + harness defaults.
 
-=========  ==============  ===========  =================================================
-name       magnitude       direction    harness defaults (source method's training)
-=========  ==============  ===========  =================================================
-none       identity        identity     fused loss only; always on
-al         AL (T)          identity     unimodal loss 1; unimodal-head logits; always on
-go         identity        GO           unimodal loss 1; always on
-goal       AL (T)          GO           unimodal loss 1; unimodal-head logits; always on
-ogm        OGM (alpha)     identity     fused loss only; fusion-slice logits; epochs 0-50
-ogm_ge     OGM (alpha)     identity     as ogm, plus GE noise after backward
-ogm_go     OGM (alpha)     GO           as ogm
-arl        ARL (T_arl)     identity     unimodal loss 4 (1 in warm-up); epochs 6-end
-arl_go     ARL (T_arl)     GO           as arl
-=========  ==============  ===========  =================================================
+============  ==============  ===========  ==============================================
+name          magnitude       direction    harness defaults (source method's training)
+============  ==============  ===========  ==============================================
+none          identity        identity     fused loss only; always on
+none_uniloss  identity        identity     unimodal loss 1; always on
+al            AL (T)          identity     unimodal loss 1; unimodal-head logits; always on
+go            identity        GO           unimodal loss 1; always on
+goal          AL (T)          GO           unimodal loss 1; unimodal-head logits; always on
+ogm           OGM (alpha)     identity     fused loss only; fusion-slice logits; epochs 0-50
+ogm_ge        OGM (alpha)     identity     as ogm, plus GE noise after backward
+ogm_go        OGM (alpha)     GO           as ogm
+arl           ARL (T_arl)     identity     unimodal loss 4 (1 in warm-up); epochs 6-end
+arl_go        ARL (T_arl)     GO           as arl
+============  ==============  ===========  ==============================================
 
 GOAL's recipes train the unimodal heads jointly (weight 1): AL reads their
-logits (Eq. 3), which are meaningless untrained. ``ogm_go`` and ``arl_go`` are the
-product brief's "GO added after the magnitude step of OGM / ARL"; ``ogm_go`` adds
-no GE noise, which would undo the orthogonality that GO establishes.
+logits (Eq. 3), which are meaningless untrained. ``none_uniloss`` is their
+control: joint training with the same unimodal loss and no modulation, so that
+a comparison with ``al``, ``go`` or ``goal`` measures the gradient modification
+and not the extra loss (``none`` trains with the fused loss only). ``ogm_go``
+and ``arl_go`` add GO after the magnitude step of OGM / ARL; ``ogm_go`` adds no
+GE noise, which would undo the orthogonality that GO establishes.
 """
 
 from __future__ import annotations
@@ -48,6 +52,13 @@ ARL_DEFAULTS = HarnessDefaults(
 def none() -> Strategy:
     """Plain joint training (the paper's "concat" baseline): gradients untouched."""
     return Strategy(defaults=HarnessDefaults(unimodal_loss_weight=0.0))
+
+
+@register_strategy("none_uniloss")
+def none_uniloss() -> Strategy:
+    """Joint training with GOAL's unimodal loss (weight 1) and untouched gradients:
+    the control that separates the unimodal loss from AL and GO."""
+    return Strategy(defaults=GOAL_DEFAULTS)
 
 
 @register_strategy("al")

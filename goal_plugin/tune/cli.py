@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import sys
 from pathlib import Path
 
-from goal_plugin.tune.runner import SweepOutcome, run_sweep
+from goal_plugin._validation import unknown_name_message
+from goal_plugin.tune.runner import DEFAULT_MAX_FAILURES, SweepOutcome, run_sweep
 from goal_plugin.tune.space import SweepSpecError, load_space
 
 TABLE_METRICS = ("test_acc", "test_macro_f1")
+DEFAULT_REFERENCE = "goal"
 
 
 def main_sweep(args: argparse.Namespace) -> int:
     try:
         spec = load_space(args.space)
+        if args.data_root:
+            spec = spec.with_data_roots(parse_data_roots(spec, args.data_root))
+        check_data_roots_given(spec)
+        if args.skip_missing:
+            from_files = {c.config["dataset"] for c in spec.cells if _file_backed(c.config["dataset"])}
+            spec = spec.with_dataset_option(from_files, "skip_missing", True)
+        if args.check_data:
+            return check_space_data(spec)
+        reference = check_reference(spec, args.reference)
         outcome = run_sweep(
             spec,
             name=args.name,
@@ -29,22 +42,120 @@ def main_sweep(args: argparse.Namespace) -> int:
     except (SweepSpecError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(overhead_line(outcome))
-    print(final_table(outcome.experiment_path, args.reference))
+    print(
+        f"{outcome.finished}/{outcome.total_trials} trials finished; this run took {outcome.wall_time_s:.1f} s "
+        f"wall, the trials it trained {outcome.trial_time_s:.1f} s of their own time"
+    )
+    print(final_table(outcome.experiment_path, reference))
     if outcome.failed:
         print(f"{len(outcome.failed)} trial(s) failed for good:")
         for trial, error_file in outcome.failed:
             print(f"  {trial}: {error_file}")
-    return 1 if outcome.failed else 0
+    if not outcome.missing:
+        return 0
+    print(f"{len(outcome.missing)} grid cell(s) without all their finished trials:")
+    for cell in outcome.missing:
+        print(f"  {cell}")
+    print(f"incomplete: {outcome.finished}/{outcome.total_trials} trials finished; resume with: {resume_command(args, outcome)}")
+    return 1
 
 
-def overhead_line(outcome: SweepOutcome) -> str:
-    ideal = outcome.trial_time_s / outcome.concurrency
-    return (
-        f"{outcome.finished}/{outcome.total_trials} trials finished in {outcome.wall_time_s:.1f} s wall; "
-        f"trials' own time {outcome.trial_time_s:.1f} s / concurrency {outcome.concurrency} = {ideal:.1f} s; "
-        f"Ray overhead {outcome.wall_time_s - ideal:.1f} s"
-    )
+def _file_backed(dataset: str) -> bool:
+    from goal_plugin.data import DATASETS
+
+    return "skip_missing" in DATASETS.options(dataset)  # the datasets read from files take it
+
+
+def parse_data_roots(spec, values: list[str]) -> dict[str, str]:
+    """``--data-root`` values (``DATASET=FOLDER``, or a bare ``FOLDER`` when the space
+    reads one dataset from files) as ``{dataset: folder}``, each folder checked."""
+    datasets = sorted({cell.config["dataset"] for cell in spec.cells})
+    from_files = [name for name in datasets if _file_backed(name)]
+    roots: dict[str, str] = {}
+    for value in values:
+        dataset, separator, folder = value.partition("=")
+        if not separator:
+            if len(from_files) != 1:
+                raise ValueError(
+                    f"--data-root {value}: this space reads {len(from_files)} datasets from files "
+                    f"({', '.join(from_files) or 'none'}); give one DATASET=FOLDER per dataset"
+                )
+            dataset, folder = from_files[0], value
+        else:
+            matches = [name for name in datasets if name.casefold() == dataset.casefold()]
+            if not matches:
+                raise ValueError(f"--data-root: {unknown_name_message('dataset of this space', dataset, datasets)}")
+            dataset = matches[0]
+        if dataset in roots:
+            raise ValueError(f"--data-root: {dataset} is given twice ({roots[dataset]} and {folder})")
+        if not Path(folder).expanduser().is_dir():
+            raise ValueError(f"--data-root {value}: {folder} is not a folder")
+        roots[dataset] = str(Path(folder).expanduser().resolve())
+    return roots
+
+
+def check_data_roots_given(spec) -> None:
+    """Every dataset read from files has a folder, before any trial is started."""
+    rootless = sorted({c.config["dataset"] for c in spec.cells if c.config.get("data_root") is None and _file_backed(c.config["dataset"])})
+    if rootless:
+        given = " ".join(f"--data-root {name}=FOLDER" for name in rootless)
+        raise ValueError(f"{', '.join(rootless)}: no data_root in {spec.source}; give {given}")
+
+
+def check_space_data(spec) -> int:
+    """``--check-data``: open every file the space's trials would read; train nothing.
+    Exit status 0 when nothing is missing or malformed, 1 otherwise."""
+    from goal_plugin.data.check import check_data, format_check
+
+    reads = {}
+    for cell in spec.cells:
+        config = cell.config
+        key = json.dumps([config["dataset"], config.get("data_root"), config.get("dataset_options") or {}], sort_keys=True, default=str)
+        reads[key] = (config["dataset"], config.get("data_root"), config.get("dataset_options") or {})
+    results = []
+    for dataset, root, options in reads.values():
+        print(f"checking {dataset} at {root or '(embedded)'} ...", file=sys.stderr)
+        results.extend(check_data(dataset, root, options))
+    print(format_check(results))
+    bad = [r for r in results if not r.ok]
+    if bad:
+        print(f"data check: {len(bad)} of {len(results)} split(s) have missing or malformed files")
+        return 1
+    print(f"data check: every file of {len(results)} split(s) opened and had the expected shape")
+    return 0
+
+
+def check_reference(spec, reference: str | None) -> str:
+    """The space's spelling of ``reference``, checked before anything runs. Without
+    one: ``goal`` if the space has it, else the space's first strategy."""
+    in_order = list(dict.fromkeys(cell.config["strategy"] for cell in spec.cells))
+    if reference is None:
+        return DEFAULT_REFERENCE if DEFAULT_REFERENCE in in_order else in_order[0]
+    strategies = sorted(in_order)
+    for strategy in strategies:
+        if strategy.casefold() == reference.casefold():
+            return strategy
+    raise ValueError(f"--reference: {unknown_name_message('strategy of this space', reference, strategies)}")
+
+
+def resume_command(args: argparse.Namespace, outcome: SweepOutcome) -> str:
+    experiment = Path(outcome.experiment_path) if "://" not in outcome.experiment_path else None
+    name = experiment.name if experiment else outcome.experiment_path.rstrip("/").rsplit("/", 1)[-1]
+    storage = str(experiment.parent) if experiment else outcome.experiment_path.rstrip("/").rsplit("/", 1)[0]
+    words = ["python", "runners/sweep.py", str(args.space), "--name", name, "--storage", storage, "--resume"]
+    for option in ("address", "cpus_per_trial", "gpus_per_trial", "max_concurrent"):
+        value = getattr(args, option)
+        if value is not None:
+            words += [f"--{option.replace('_', '-')}", f"{value:g}" if isinstance(value, float) else str(value)]
+    if args.max_failures != DEFAULT_MAX_FAILURES:
+        words += ["--max-failures", str(args.max_failures)]
+    if args.reference is not None:
+        words += ["--reference", args.reference]
+    for value in args.data_root or ():
+        words += ["--data-root", value]
+    if args.skip_missing:
+        words.append("--skip-missing")
+    return shlex.join(words)
 
 
 def final_table(experiment_path: str, reference: str) -> str:
@@ -79,6 +190,8 @@ def reference_method(results, strategy: str) -> str:
         return strategy
     defaults = STRATEGIES.options(strategy)
     chosen = trials["strategy"] == strategy
+    if "search_params" in trials:  # a searched value equal to the default is not the grid setting
+        chosen &= trials["search_params"].isna()
     for column in varied:
         if column in defaults:
             chosen &= trials[column] == defaults[column]

@@ -3,29 +3,33 @@
 * Each trial is ``engine.fit`` reporting and checkpointing every epoch;
   ``FailureConfig(max_failures)`` retries a trial whose worker died from its
   last checkpoint, which gives the numbers of an uninterrupted run.
-* The experiment state and the searcher are saved at Ray's own pace (every
-  ten seconds or more, and whenever a trial has written ``num_to_keep`` = 3
-  checkpoints since the last save): saving after every report rewrites a state
-  that grows with the number of trials, and on two cores took a whole core
-  from the trials. A driver that was killed is restarted with ``--resume`` (or
-  simply with the same ``--name``): finished trials are kept, unfinished and
-  errored ones continue from their newest checkpoint (see ``trainable.py``).
+* Trials come from ``CellSearch`` (see ``searcher.py``): the grid cells, with an
+  Optuna study inside each cell of a space with a ``search`` block. Its counts,
+  pending trials and studies are rebuilt from the trial list Ray restores, so a
+  resumed sweep runs every cell that Ray does not already hold.
+* A driver that was killed is restarted with ``--resume`` (or the same
+  ``--name``): finished trials are kept, unfinished and errored ones continue
+  from their newest checkpoint (see ``trainable.py``); a driver killed before
+  Ray saved any state starts the experiment again from the beginning.
+* The space is recorded in ``<experiment>/space.json`` before anything runs; a
+  ``--name`` that holds another space is refused.
+* Ray's resource scheduling decides how many trials run at once, so nodes that
+  join the cluster later get trials; ``--max-concurrent`` caps it.
 * ``--address auto`` joins a running Ray cluster (``ray start --head``);
   fractional ``--gpus-per-trial`` packs several trials on one GPU; storage may
   be a local folder or a URI the whole cluster can reach.
-* Quiet by default: one line per finished or failed trial with counts, the
-  best trial so far and a time estimate; at the end, the significance-tested
-  table (written into the experiment folder) and the trials that failed for
-  good with their error files.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,9 @@ ENVIRONMENT = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_AIR_NEW_OUTPUT": "0",  # with verbose=0 the legacy reporter prints nothing
 }
+DEFAULT_MAX_FAILURES = 2
+SPACE_RECORD = "space.json"  # read by goal_plugin.analysis.loading too
+MAX_PENDING_TRIALS = 200  # Ray's own default for its grid generator
 
 
 def set_ray_environment() -> None:
@@ -53,17 +60,87 @@ class SweepOutcome:
     total_trials: int
     finished: int
     failed: list[tuple[str, str]] = field(default_factory=list)  # (trial, error file)
-    trial_time_s: float = 0.0
-    concurrency: int = 1
-    table: str | None = None
+    missing: list[str] = field(default_factory=list)  # cells short of trials: "label (n of m)"
+    trial_time_s: float = 0.0  # own time of the trials that finished in this run
+
+
+def check_options(
+    cpus_per_trial: float | None, gpus_per_trial: float | None, max_concurrent: int | None, max_failures: int
+) -> None:
+    """One-line errors for bad resource options, before anything is created."""
+    if cpus_per_trial is not None and not cpus_per_trial > 0:
+        raise ValueError(f"--cpus-per-trial must be > 0, got {cpus_per_trial:g}")
+    if gpus_per_trial is not None and not gpus_per_trial >= 0:
+        raise ValueError(f"--gpus-per-trial must be >= 0, got {gpus_per_trial:g}")
+    if max_concurrent is not None and max_concurrent < 1:
+        raise ValueError(f"--max-concurrent must be >= 1, got {max_concurrent}")
+    if max_failures < 0:
+        raise ValueError(f"--max-failures must be >= 0, got {max_failures}")
 
 
 def _storage(storage: str) -> str:
     if "://" in storage:
         return storage
     path = Path(storage).expanduser().resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--storage {storage}: is a file, not a folder")
     return str(path)
+
+
+def space_record(spec: SweepSpec) -> dict[str, Any]:
+    """What identifies a sweep's trials, with the file it came from."""
+    search = None
+    if spec.search:
+        search = {
+            "params": {name: vars(param) for name, param in spec.search.params.items()},
+            "num_samples": spec.search.num_samples,
+            "metric": spec.search.metric,
+            "mode": spec.search.mode,
+        }
+    trials = {"cells": [cell.config for cell in spec.cells], "search": search}
+    fingerprint = hashlib.sha256(json.dumps(trials, sort_keys=True, default=str).encode()).hexdigest()
+    return {"source": spec.source, "name": spec.name, "fingerprint": fingerprint, "search": search}
+
+
+def _check_same_space(experiment: Path, record: dict[str, Any]) -> None:
+    path = experiment / SPACE_RECORD
+    try:
+        stored = json.loads(path.read_text())
+        same = stored["fingerprint"] == record["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(
+            f"{experiment} exists but holds no readable {SPACE_RECORD} naming the space it ran; "
+            "give another --name"
+        ) from None
+    if not same:
+        raise ValueError(
+            f"experiment {experiment} was started from {stored.get('source')}, whose space differs from "
+            f"{record['source']}; give another --name (or the same space) to continue it"
+        )
+
+
+def _write_space_record(experiment_path: str, record: dict[str, Any], filesystem) -> None:
+    import pyarrow.fs as pafs
+
+    if filesystem is None:
+        filesystem, experiment_path = pafs.FileSystem.from_uri(experiment_path)
+    filesystem.create_dir(experiment_path, recursive=True)
+    with filesystem.open_output_stream(f"{experiment_path}/{SPACE_RECORD}") as stream:
+        stream.write(json.dumps(record, indent=1, sort_keys=True, default=str).encode())
+
+
+@contextlib.contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    before = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def run_sweep(
@@ -76,28 +153,36 @@ def run_sweep(
     cpus_per_trial: float | None = None,
     gpus_per_trial: float | None = None,
     max_concurrent: int | None = None,
-    max_failures: int = 2,
+    max_failures: int = DEFAULT_MAX_FAILURES,
     echo: Callable[[str], None] = print,
 ) -> SweepOutcome:
+    check_options(cpus_per_trial, gpus_per_trial, max_concurrent, max_failures)
+    if resume and name is None:
+        raise ValueError("--resume needs the --name of the experiment to continue")
+    cpus = cpus_per_trial if cpus_per_trial is not None else spec.resources["cpu"]
+    gpus = gpus_per_trial if gpus_per_trial is not None else spec.resources["gpu"]
+    record = space_record(spec)
+    if gpus > 0 and "device" not in spec.base:
+        spec = spec.with_overrides(device="cuda")
+    name = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    storage_path = _storage(storage)
+    experiment_path = f"{storage_path.rstrip('/')}/{name}"
+    local = "://" not in experiment_path
+    existed = local and Path(experiment_path).is_dir() and any(Path(experiment_path).iterdir())
+    if existed:
+        _check_same_space(Path(experiment_path), record)
+    elif resume and local:
+        raise ValueError(f"nothing to resume: no experiment at {experiment_path}")
+    filesystem = atomic_local_filesystem() if local else None
+    if not existed:  # recorded before Ray starts: a driver killed at any moment leaves a folder to resume
+        _write_space_record(experiment_path, record, filesystem)
+
     set_ray_environment()
     import ray
     from ray import tune
 
-    cpus = cpus_per_trial if cpus_per_trial is not None else spec.resources["cpu"]
-    gpus = gpus_per_trial if gpus_per_trial is not None else spec.resources["gpu"]
-    if gpus > 0 and "device" not in spec.base:
-        spec = spec.with_overrides(device="cuda")
-    if resume and name is None:
-        raise ValueError("--resume needs the --name of the experiment to continue")
-    name = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    storage_path = _storage(storage)
-    experiment_path = f"{storage_path.rstrip('/')}/{name}"
-
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
-    # Ray keeps one trial pending for a custom searcher unless a concurrency limit is
-    # set, which serialises the sweep: limit it to what the cluster can run now.
-    slots = _trial_slots(cpus, gpus, max_concurrent)
     # Failures are reported by the progress line and the final list (with error files).
     for logger_name in ("ray.tune", "ray.train"):
         logging.getLogger(logger_name).setLevel(logging.CRITICAL)
@@ -108,8 +193,7 @@ def run_sweep(
 
     progress = ProgressCallback(spec.total_trials, metric, mode, echo)
     trainable = tune.with_resources(_trainable(), {"cpu": cpus, "gpu": gpus})
-    started = time.monotonic()
-    filesystem = None if "://" in storage_path else atomic_local_filesystem()
+    started, started_at = time.monotonic(), time.time()
     if tune.Tuner.can_restore(experiment_path, storage_filesystem=filesystem):
         echo(f"resuming experiment {experiment_path}: finished trials are kept, the rest continue")
         tuner = tune.Tuner.restore(
@@ -120,26 +204,16 @@ def run_sweep(
             storage_filesystem=filesystem,
         )
     else:
-        if resume:
-            raise ValueError(f"nothing to resume: no experiment state at {experiment_path}")
-        from goal_plugin.tune.searcher import GridOptunaSearcher
-
-        echo(
-            f"sweep {spec.name}: {spec.total_trials} trials ({len(spec.cells)} grid cells) -> "
-            f"{experiment_path}  [{cpus:g} CPU, {gpus:g} GPU per trial]"
-        )
+        if existed:
+            echo(f"no saved state in {experiment_path} yet: starting the experiment from the beginning")
+        else:
+            echo(
+                f"sweep {spec.name}: {spec.total_trials} trials ({len(spec.cells)} grid cells) -> "
+                f"{experiment_path}  [{cpus:g} CPU, {gpus:g} GPU per trial]"
+            )
         tuner = tune.Tuner(
             trainable,
-            tune_config=tune.TuneConfig(
-                search_alg=GridOptunaSearcher(spec),
-                # The searcher says when the grid is done; Ray's own trial counter is saved
-                # apart from the trials and could stop a resumed sweep early.
-                num_samples=-1,
-                max_concurrent_trials=slots,
-                reuse_actors=True,
-                trial_name_creator=trial_name,
-                trial_dirname_creator=trial_dirname,
-            ),
+            tune_config=_tune_config(spec, max_concurrent, trial_name, trial_dirname, joined=address is not None),
             run_config=tune.RunConfig(
                 name=name,
                 storage_path=storage_path,
@@ -152,11 +226,35 @@ def run_sweep(
                 callbacks=[progress],
             ),
         )
-    grid = tuner.fit()
+    # Ray keeps a single trial pending for a custom searcher, which serialises the
+    # sweep; like its own grid generator, keep enough pending for Ray's scheduler to
+    # fill every node (at most one round of the grid, so a study sees earlier rounds).
+    pending = max_concurrent or min(len(spec.cells), MAX_PENDING_TRIALS)
+    with _environment(TUNE_MAX_PENDING_TRIALS_PG=str(pending)):
+        grid = tuner.fit()
     wall = time.monotonic() - started
-    if "://" not in experiment_path:
+    if local:
         _drop_forgotten_trials(grid, Path(experiment_path), echo)
-    return _outcome(grid, spec, experiment_path, wall, slots)
+    return _outcome(grid, spec, experiment_path, wall, started_at)
+
+
+def _tune_config(spec: SweepSpec, max_concurrent: int | None, trial_name, trial_dirname, *, joined: bool):
+    from ray import tune
+
+    from goal_plugin.tune.searcher import CellSearch, CellSearcher
+
+    # The searcher says when the grid is done; it enforces --max-concurrent itself.
+    return tune.TuneConfig(
+        search_alg=CellSearch(CellSearcher(spec, max_concurrent=max_concurrent or 0)),
+        num_samples=-1,
+        # A reused actor takes the next trial wherever it is, so nodes that join a
+        # cluster later would never get one (measured: none did); only the local Ray
+        # that the sweep starts itself cannot grow, and there reuse saves each trial
+        # a worker start-up.
+        reuse_actors=not joined,
+        trial_name_creator=trial_name,
+        trial_dirname_creator=trial_dirname,
+    )
 
 
 SUPERSEDED = ".superseded"
@@ -190,28 +288,28 @@ def _trainable():
     return train_trial
 
 
-def _trial_slots(cpus: float, gpus: float, max_concurrent: int | None) -> int:
-    """How many trials the cluster can run at once."""
-    import ray
+def _outcome(grid, spec: SweepSpec, experiment_path: str, wall: float, started_at: float) -> SweepOutcome:
+    from goal_plugin.tune.searcher import cell_of
 
-    resources = ray.cluster_resources()
-    slots = [resources.get("CPU", 1) / cpus]
-    if gpus > 0:
-        slots.append(resources.get("GPU", 0) / gpus)
-    if max_concurrent:
-        slots.append(max_concurrent)
-    return max(1, int(min(slots)))
-
-
-def _outcome(grid, spec, experiment_path, wall, slots) -> SweepOutcome:
+    finished_per_cell = [0] * len(spec.cells)
     finished, failed, trial_time = 0, [], 0.0
     for result in grid:
         if result.error is not None:
-            error_file = Path(result.path) / "error.txt"
-            failed.append((Path(result.path).name, str(error_file)))
+            failed.append((Path(result.path).name, str(Path(result.path) / "error.txt")))
             continue
         metrics = result.metrics or {}
         if metrics.get("final"):
             finished += 1
-            trial_time += float(metrics.get("trial_time_s", 0.0))
-    return SweepOutcome(experiment_path, wall, spec.total_trials, finished, failed, trial_time, slots)
+            index = cell_of(spec.cells, result.config or {})
+            if index is not None:
+                finished_per_cell[index] += 1
+            # Trained in this run: finished after it started, and not just restored after its
+            # last epoch (such a trial only repeats its final report).
+            if metrics.get("timestamp", 0) >= int(started_at) and metrics.get("iterations_since_restore", 0) > 1:
+                trial_time += float(metrics.get("trial_time_s", 0.0))
+    missing = [
+        f"{spec.label(cell)} ({done} of {spec.trials_in(cell)} finished)"
+        for cell, done in zip(spec.cells, finished_per_cell)
+        if done < spec.trials_in(cell)
+    ]
+    return SweepOutcome(experiment_path, wall, spec.total_trials, finished, failed, missing, trial_time)

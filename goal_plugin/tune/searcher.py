@@ -1,25 +1,24 @@
-"""A Ray Tune searcher: an exhaustive grid, with an Optuna study inside each cell.
+"""The sweep's trials: every grid cell, with an Optuna study inside each cell of
+a space that has a ``search`` block.
 
-Ray's OptunaSearch refuses ``grid_search``; this searcher plays both roles. It
-hands out the grid cells round by round (sample k of every cell before sample
-k + 1 of any), so a cell's Optuna study has results from earlier rounds when
-it is asked again. Cells without searchable parameters get one trial.
+Ray's own generators cannot express the grid: ``grid_search`` builds full cross
+products, while a cell only holds the strategy hyperparameters its strategy
+takes (``none`` is not repeated for every temperature); and ``OptunaSearch``
+refuses ``grid_search``. The searcher hands out the cells round by round
+(sample k of every cell before sample k + 1 of any), so a cell's study has
+results from earlier rounds when it is asked again. Cells without searchable
+parameters get one trial. It enforces ``--max-concurrent`` from its own pending
+trials; without it Ray's resource scheduling decides.
 
-The state (per-cell counts, pending trials, every study) is saved with the
-experiment. Ray saves the experiment state and the searcher state as separate
-files, so a driver killed between the two leaves them out of step; on restore
-the searcher therefore reconciles itself with the trials of the experiment
-state that Ray restores (``experiment_state-*.json``): every trial Ray knows
-counts for its cell (so no cell runs twice), a trial only the searcher knew is
-forgotten (so its cell runs again), and results Ray recorded but the studies
-missed are told to them.
-
-The searcher also enforces the sweep's concurrency limit itself (Ray's
-``ConcurrencyLimiter`` then passes everything through): the limiter's own
-record of live trials is saved apart and never reconciled, so after a restart
-it could count trials that had finished, refuse every suggestion and stall the
-sweep. Here the live trials are ``pending``, which the reconciliation keeps
-true.
+Nothing of its state is saved apart from the trials: Ray writes the trial list
+and the searcher state as separate files, and a driver killed between the two
+(or before the searcher's file reached storage) left a searcher that had
+forgotten what it handed out, so grid cells never ran. Here the per-cell counts,
+the pending trials and every study are rebuilt from the trial list that Ray
+itself restores (``experiment_state-*.json``): a trial Ray knows counts for its
+cell, a trial only the lost driver knew runs again. Each sample is drawn by a
+sampler seeded from (seed, cell, sample number), so a resumed search draws what
+an uninterrupted one would have drawn from the same history.
 """
 
 from __future__ import annotations
@@ -28,33 +27,29 @@ import glob
 import json
 import math
 import os
-import pickle
-import warnings
 from typing import Any
 
-from ray.tune.search import Searcher
+from ray import cloudpickle
+from ray.tune.search import Searcher, SearchGenerator
 
 from goal_plugin.tune.space import SweepSpec
 
-FINISHED_STATUSES = ("TERMINATED", "ERROR")
+UNFINISHED_STATUSES = ("PENDING", "RUNNING", "PAUSED", "ERROR")  # Ray resumes errored trials too
+EXPERIMENT_FILE = "cell_search_experiment.pkl"
 
 
-class GridOptunaSearcher(Searcher):
-    def __init__(self, spec: SweepSpec, seed: int = 0):
+class CellSearcher(Searcher):
+    def __init__(self, spec: SweepSpec, seed: int = 0, max_concurrent: int = 0):
         search = spec.search
         super().__init__(metric=search.metric if search else None, mode=search.mode if search else None)
         self.spec = spec
         self.seed = seed
+        self.max_concurrent = max_concurrent  # 0: Ray's resource scheduling decides
         self.cells = list(spec.cells)
         self.budgets = [spec.trials_in(cell) for cell in self.cells]
         self.issued = [0] * len(self.cells)
         self.studies: dict[int, Any] = {}
         self.pending: dict[str, tuple[int, int | None]] = {}
-        self.max_concurrent = 0  # 0: no limit
-
-    def set_max_concurrency(self, max_concurrent: int) -> bool:
-        self.max_concurrent = max_concurrent
-        return True
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True
@@ -65,8 +60,7 @@ class GridOptunaSearcher(Searcher):
         if index not in self.studies:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             direction = "maximize" if self.spec.search.mode == "max" else "minimize"
-            sampler = optuna.samplers.TPESampler(seed=self.seed * 100_003 + index)
-            self.studies[index] = optuna.create_study(direction=direction, sampler=sampler)
+            self.studies[index] = optuna.create_study(direction=direction)
         return self.studies[index]
 
     def _distributions(self, index: int) -> dict[str, Any]:
@@ -86,7 +80,13 @@ class GridOptunaSearcher(Searcher):
         config = dict(self.cells[index].config)
         number = None
         if self.cells[index].search_params:
-            trial = self._study(index).ask(self._distributions(index))
+            import optuna
+
+            study = self._study(index)
+            study.sampler = optuna.samplers.TPESampler(
+                seed=(self.seed * 100_003 + index) * 1_009 + self.issued[index]
+            )
+            trial = study.ask(self._distributions(index))
             config.update(trial.params)
             number = trial.number
         self.issued[index] += 1
@@ -95,125 +95,109 @@ class GridOptunaSearcher(Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         index, number = self.pending.pop(trial_id, (None, None))
-        if index is not None and self.cells[index].search_params:
+        if number is not None:
             self._tell(index, number, None if error else result)
 
-    def _tell(self, index: int, number: int | None, result: dict | None) -> None:
-        """Report a finished trial to its cell's study (``number`` None: not asked by it)."""
+    def _tell(self, index: int, number: int, result: dict | None) -> None:
         import optuna
 
         value = None if result is None else result.get(self.spec.search.metric)
-        finite = isinstance(value, (int, float)) and math.isfinite(value)
-        study = self._study(index)
-        if number is not None:
-            if finite:
-                study.tell(number, float(value))
-            else:
-                study.tell(number, state=optuna.trial.TrialState.FAIL)
-        elif finite:
-            config = (result or {}).get("config") or {}
-            params = {name: config[name] for name in self.cells[index].search_params if name in config}
-            if len(params) == len(self.cells[index].search_params):
-                study.add_trial(
-                    optuna.trial.create_trial(
-                        params=params, distributions=self._distributions(index), value=float(value)
-                    )
-                )
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            self._study(index).tell(number, float(value))
+        else:
+            self._study(index).tell(number, state=optuna.trial.TrialState.FAIL)
 
-    def best_per_cell(self) -> list[tuple[str, dict[str, Any], float]]:
-        """(cell label, best parameters, best value) of every searched cell."""
-        rows = []
-        for index, study in sorted(self.studies.items()):
-            completed = [t for t in study.trials if t.state.name == "COMPLETE"]
-            if completed:
-                rows.append((self.cells[index].label(), study.best_params, study.best_value))
-        return rows
+    def rebuild(self, trials: list[dict[str, Any]]) -> None:
+        """Derive counts, pending trials and studies from the trials Ray restores.
 
-    # ----------------------------------------------------------- save / restore
-    def get_state(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in ("issued", "studies", "pending")}
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        for key, value in state.items():
-            setattr(self, key, value)
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as handle:
-            pickle.dump(self.get_state(), handle)
-
-    def restore(self, checkpoint_path: str) -> None:
-        # Written by ``save`` of this experiment's own driver (Ray's searcher-state file).
-        with open(checkpoint_path, "rb") as handle:
-            self.set_state(pickle.load(handle))
-        known = ray_trials(os.path.dirname(checkpoint_path))
-        if known is None:
-            warnings.warn("no readable experiment state next to the searcher state: not reconciled")
-            return
-        self.reconcile(known)
-
-    def reconcile(self, known: list[dict[str, Any]]) -> None:
-        """Make the counts and pending trials agree with the trials Ray restores.
-
-        ``known``: dicts with ``trial_id``, ``config``, ``status`` and ``last_result``.
+        ``trials``: dicts with ``trial_id``, ``config``, ``status`` and
+        ``last_result``, in the order Ray created them.
         """
-        issued = [0] * len(self.cells)
-        pending: dict[str, tuple[int, int | None]] = {}
-        for trial in known:
-            index = self._cell_of(trial["config"])
+        self.issued = [0] * len(self.cells)
+        self.studies, self.pending = {}, {}
+        for trial in trials:
+            index = cell_of(self.cells, trial["config"])
             if index is None:
                 continue
-            issued[index] += 1
-            _, number = self.pending.get(trial["trial_id"], (index, None))
-            if trial["status"] not in FINISHED_STATUSES:
-                pending[trial["trial_id"]] = (index, number)
-            elif self.cells[index].search_params and (
-                trial["trial_id"] in self.pending or not self._study_has(index, trial["config"])
-            ):
-                # Finished after the searcher state was saved: its result never reached the study.
-                result = None if trial["status"] == "ERROR" else trial["last_result"]
-                self._tell(index, number, {**(result or {}), "config": trial["config"]})
-        known_ids = {trial["trial_id"] for trial in known}
-        for trial_id, (index, number) in self.pending.items():
-            if trial_id not in known_ids and number is not None:
-                self._tell(index, number, None)  # asked, but Ray never kept the trial
-        self.issued = [min(n, budget) for n, budget in zip(issued, self.budgets)]
-        self.pending = pending
-
-    def _study_has(self, index: int, config: dict[str, Any]) -> bool:
-        names = self.cells[index].search_params
-        wanted = {name: config.get(name) for name in names}
-        return any(trial.params == wanted for trial in self._study(index).trials)
-
-    def _cell_of(self, config: dict[str, Any]) -> int | None:
-        def canonical(mapping):
-            return json.dumps(mapping, sort_keys=True, default=str)
-
-        for index, cell in enumerate(self.cells):
-            fixed = {k: v for k, v in cell.config.items() if k not in cell.search_params}
-            if canonical({k: config.get(k) for k in fixed}) == canonical(fixed):
-                return index
-        return None
+            self.issued[index] += 1
+            number = None
+            if self.cells[index].search_params:
+                study = self._study(index)
+                params = {name: trial["config"][name] for name in self.cells[index].search_params}
+                study.enqueue_trial(params)
+                number = study.ask(self._distributions(index)).number
+                if trial["status"] == "TERMINATED":
+                    self._tell(index, number, trial["last_result"])
+                    continue
+            if trial["status"] in UNFINISHED_STATUSES:
+                self.pending[trial["trial_id"]] = (index, number)
 
 
-def ray_trials(experiment_dir: str) -> list[dict[str, Any]] | None:
-    """The trials of the newest experiment state Ray will restore, or None if unreadable."""
+
+class CellSearch(SearchGenerator):
+    """Ray's ``SearchGenerator`` around a ``CellSearcher``, restored from the trial list.
+
+    Ray restores a ``SearchGenerator`` only from its own state file and, without
+    one, ends the resumed sweep after the restored trials. This one writes the
+    only thing it cannot rebuild (Ray's experiment spec, from which it creates
+    trials) straight into storage before the first trial exists, and on restore
+    rebuilds its searcher from the experiment state Ray restores.
+    """
+
+    def __init__(self, searcher: CellSearcher):
+        super().__init__(searcher)
+
+    def add_configurations(self, experiments) -> None:
+        super().add_configurations(experiments)
+        storage = self._experiment.storage
+        path = f"{storage.experiment_fs_path.rstrip('/')}/{EXPERIMENT_FILE}"
+        storage.storage_filesystem.create_dir(storage.experiment_fs_path, recursive=True)
+        with storage.storage_filesystem.open_output_stream(path) as stream:
+            stream.write(cloudpickle.dumps(self._experiment))
+
+    def save_to_dir(self, dirpath: str, session_str: str) -> None:
+        """Nothing: the state is rebuilt from the trials Ray saves."""
+
+    def has_checkpoint(self, dirpath: str) -> bool:
+        return os.path.isfile(os.path.join(dirpath, EXPERIMENT_FILE))
+
+    def restore_from_dir(self, dirpath: str) -> None:
+        with open(os.path.join(dirpath, EXPERIMENT_FILE), "rb") as handle:
+            self._experiment = cloudpickle.load(handle)
+        self._total_samples = self._experiment.spec.get("num_samples", 1)
+        self._counter, self._finished = 0, False
+        self.searcher.rebuild(ray_trials(dirpath))
+
+
+def cell_of(cells, config: dict[str, Any]) -> int | None:
+    """Index of the grid cell a trial's config belongs to (searched keys aside), or None."""
+
+    def canonical(mapping):
+        return json.dumps(mapping, sort_keys=True, default=str)
+
+    for index, cell in enumerate(cells):
+        fixed = {k: v for k, v in cell.config.items() if k not in cell.search_params}
+        if canonical({k: config.get(k) for k in fixed}) == canonical(fixed):
+            return index
+    return None
+
+
+def ray_trials(experiment_dir: str) -> list[dict[str, Any]]:
+    """The trials of the newest experiment state in ``experiment_dir`` (the one Ray restores)."""
     files = sorted(glob.glob(os.path.join(experiment_dir, "experiment_state-*.json")))
     if not files:
-        return None
-    try:
-        with open(files[-1]) as handle:
-            state = json.load(handle)
-        trials = []
-        for trial_json, metadata_json in state["trial_data"]:
-            trial, metadata = json.loads(trial_json), json.loads(metadata_json)
-            trials.append(
-                {
-                    "trial_id": trial["trial_id"],
-                    "config": trial["config"],
-                    "status": trial["status"],
-                    "last_result": metadata.get("last_result") or {},
-                }
-            )
-        return trials
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        return []
+    with open(files[-1]) as handle:
+        state = json.load(handle)
+    trials = []
+    for trial_json, metadata_json in state["trial_data"]:
+        trial, metadata = json.loads(trial_json), json.loads(metadata_json)
+        trials.append(
+            {
+                "trial_id": trial["trial_id"],
+                "config": trial["config"],
+                "status": trial["status"],
+                "last_result": metadata.get("last_result") or {},
+            }
+        )
+    return trials

@@ -105,9 +105,33 @@ class SweepSpec:
     def trials_in(self, cell: Cell) -> int:
         return self.search.num_samples if (self.search and cell.search_params) else 1
 
+    def label(self, cell: Cell) -> str:
+        """The cell's grid values, ``strategy=goal, seed=0, temperature=0.2``."""
+        axes = [k for k in GRID_ORDER if k in self.grid] + [k for k in self.grid if k not in GRID_ORDER]
+        return ", ".join(f"{k}={cell.config[k]}" for k in axes if k in cell.config) or "the base config"
+
     @property
     def total_trials(self) -> int:
         return sum(self.trials_in(cell) for cell in self.cells)
+
+    def with_data_roots(self, roots: Mapping[str, str]) -> SweepSpec:
+        """The same sweep with ``data_root`` set for the cells of each dataset named in
+        ``roots`` (``{dataset: folder}``); other cells keep theirs."""
+        cells = tuple(
+            replace(c, config={**c.config, "data_root": roots[c.config["dataset"]]})
+            if c.config.get("dataset") in roots else c
+            for c in self.cells
+        )
+        return replace(self, cells=cells)
+
+    def with_dataset_option(self, datasets: set[str], key: str, value: Any) -> SweepSpec:
+        """The same sweep with ``dataset_options[key] = value`` in the cells of ``datasets``."""
+        cells = tuple(
+            replace(c, config={**c.config, "dataset_options": {**(c.config.get("dataset_options") or {}), key: value}})
+            if c.config.get("dataset") in datasets else c
+            for c in self.cells
+        )
+        return replace(self, cells=cells)
 
     def with_overrides(self, **base_overrides: Any) -> SweepSpec:
         """The same sweep with keys forced into every trial (e.g. ``device``)."""
@@ -295,7 +319,10 @@ def _validate_cell(spec: SweepSpec, cell: Cell, fail) -> None:
         try:
             resolve_config({**cell.config, **probe})
         except ConfigError as error:
-            origin = next((f"grid.{k}" for k in spec.grid if k in str(error)), None)
+            # A strategy hyperparameter's message also names the strategy: blame the hyperparameter.
+            hparams = _all_hparams()
+            axes = sorted(spec.grid, key=lambda k: k not in hparams)
+            origin = next((f"grid.{k}" for k in axes if k in str(error)), None)
             origin = origin or next((f"search.{k}" for k in probe if k in str(error)), None)
             origin = origin or next((f"base.{k}" for k in spec.base if k in str(error)), "base")
             raise fail(origin, f"{error} (in the cell {cell.label()})") from None

@@ -13,6 +13,9 @@ place when it is closed, and only if the content is complete: JSON must parse
 opcode stream (checked with ``pickletools``, which executes nothing), and an
 empty file never replaces a non-empty one. Otherwise the previous complete
 version stays, and the next copy brings the new one.
+
+A trial's checkpoint folder that Ray deletes (it keeps the newest few) is
+emptied instead, so that a restored state naming it still restores the trial.
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ from __future__ import annotations
 import json
 import os
 import pickletools
+import re
 import shutil
 import tempfile
 
 import pyarrow
 import pyarrow.fs as pafs
+
+CHECKPOINT_FOLDER = re.compile(r"checkpoint_\d+")
 
 
 class _ReplaceOnClose:
@@ -128,6 +134,12 @@ class AtomicLocalHandler(pafs.FileSystemHandler):
         self.local.create_dir(path, recursive=recursive)
 
     def delete_dir(self, path: str) -> None:
+        if CHECKPOINT_FOLDER.fullmatch(os.path.basename(path.rstrip("/"))):
+            # Ray drops a trial's older checkpoints, but the experiment state a killed
+            # driver left may still name one (Ray then refuses to restore the trial):
+            # keep the folder, empty; the trainable resumes from its newest sibling.
+            self.local.delete_dir_contents(path, missing_dir_ok=True)
+            return
         self.local.delete_dir(path)
 
     def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:

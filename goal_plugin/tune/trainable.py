@@ -23,6 +23,7 @@ less than the newest: that epoch is then trained again, to the same numbers.)
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import re
 import shutil
@@ -34,6 +35,7 @@ from goal_plugin.engine import fit
 from goal_plugin.engine.checkpoint import FILENAME as ENGINE_CHECKPOINT
 
 FINAL_FILE = "final.json"
+WORKDIR_PREFIX = "goal_plugin_trial_"
 _RAY_CHECKPOINT = re.compile(r"checkpoint_(\d+)")
 
 
@@ -43,7 +45,7 @@ def train_trial(config: dict[str, Any]) -> None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         checkpoint = newest_sibling(checkpoint)
-    workdir = Path(tempfile.mkdtemp(prefix="goal_plugin_trial_"))
+    workdir = _workdir()
     try:
         resume_from = None
         if checkpoint is not None:
@@ -66,6 +68,30 @@ def train_trial(config: dict[str, Any]) -> None:
         tune.report(final, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _workdir() -> Path:
+    """A fresh local folder for the trial, named after its process.
+
+    A killed trial never reaches its ``finally``; the next trial on the machine
+    removes the folders whose process is gone.
+    """
+    root = Path(tempfile.gettempdir())
+    for folder in root.glob(f"{WORKDIR_PREFIX}*_*"):
+        pid = folder.name[len(WORKDIR_PREFIX):].split("_", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}_", dir=root))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def newest_sibling(checkpoint):

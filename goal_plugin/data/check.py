@@ -1,0 +1,102 @@
+"""``check_data``: open every file a configuration would read, without training.
+
+For each split of a dataset it builds the split as training would, opens every
+listed file (audio features, and every frame the sampler may pick) and reports
+the clips counted, how many have a missing or a malformed file, and the first
+problems found. Errors that concern the whole dataset (no root, no list file, a
+malformed list line, an unknown option) are raised as ``ValueError`` as training
+would raise them. Embedded datasets have no files and report their sample counts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from goal_plugin.data.av import LOG, AudioVisualDataset, EmptySplitError
+from goal_plugin.data.base import DATASETS, SPLITS, build_dataset
+
+EXAMPLES = 5
+
+
+@dataclass
+class SplitCheck:
+    dataset: str
+    split: str
+    layout: str | None
+    clips: int
+    missing: int = 0
+    malformed: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.missing == 0 and self.malformed == 0
+
+
+def check_data(
+    dataset: str,
+    root: str | None = None,
+    options: Mapping[str, object] | None = None,
+    splits: Iterable[str] = SPLITS,
+) -> list[SplitCheck]:
+    """One ``SplitCheck`` per split of ``dataset`` read from ``root`` with ``options``
+    (the trial's ``dataset_options``; ``skip_missing`` is implied)."""
+    options = {key: value for key, value in (options or {}).items() if key != "skip_missing"}
+    file_backed = "skip_missing" in DATASETS.options(dataset)
+    results = []
+    for split in splits:
+        extra = {"skip_missing": True} if file_backed else {}
+        try:
+            with _quiet(LOG):  # the report gives the counts that skip_missing would log
+                data = build_dataset(dataset, root, split, **options, **extra)
+        except EmptySplitError as error:
+            results.append(_from_problems(dataset, split, error.problems, kept=0))
+            continue
+        if isinstance(data, AudioVisualDataset):
+            results.append(
+                _from_problems(dataset, split, data.problems, kept=len(data), layout=data.layout)
+            )
+        else:
+            results.append(SplitCheck(dataset, split, None, len(data)))
+    return results
+
+
+@contextlib.contextmanager
+def _quiet(logger: logging.Logger):
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
+
+
+def _from_problems(dataset, split, problems, kept, layout=None) -> SplitCheck:
+    layout = layout or (problems[0].layout if problems else None)
+    missing = sum(problem.missing for problem in problems)
+    return SplitCheck(
+        dataset,
+        split,
+        layout,
+        kept + len(problems),
+        missing,
+        len(problems) - missing,
+        [str(problem) for problem in problems[:EXAMPLES]],
+    )
+
+
+def format_check(results: Iterable[SplitCheck]) -> str:
+    """A table of the checks, then the first problems of each split."""
+    results = list(results)
+    lines = [
+        f"{'dataset':<16} {'split':<6} {'layout':<17} {'clips':>7} {'missing':>8} {'malformed':>9}"
+    ]
+    for r in results:
+        lines.append(
+            f"{r.dataset:<16} {r.split:<6} {r.layout or '-':<17} {r.clips:>7} {r.missing:>8} {r.malformed:>9}"
+        )
+    for r in results:
+        lines.extend(f"  {r.dataset} {r.split}: {example}" for example in r.examples)
+    return "\n".join(lines)

@@ -1,0 +1,71 @@
+"""File-level helpers of the on-disk datasets: the error type and list-file reading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DataError(ValueError):
+    """A dataset file that is missing or does not hold what its layout promises.
+
+    The message names the path, what was expected there, the layout assumed and
+    what was found; ``path`` and ``missing`` (the file does not exist) are kept for
+    the per-split counts of ``check_data`` and ``skip_missing``.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        expected: str | None = None,
+        layout: str | None = None,
+        found: str = "",
+    ):
+        # One argument: a finished message (how a DataLoader worker re-raises it in the main process).
+        super().__init__(
+            str(path)
+            if expected is None
+            else f"{path}: expected {expected} ({layout} layout), found {found}"
+        )
+        self.path, self.expected, self.layout, self.found = str(path), expected, layout, found
+        self.missing = found in (MISSING, MISSING_DIR)
+
+    def __reduce__(self):  # picklable with its fields, for DataLoader workers and Ray
+        return type(self), (self.path, self.expected, self.layout, self.found)
+
+    def one_line(self) -> str:
+        """The message alone, also when a DataLoader worker wrapped it in its traceback."""
+        last = str(self).strip().splitlines()[-1]
+        return last.split(f"{type(self).__name__}: ", 1)[-1]
+
+
+MISSING = "the file does not exist"
+MISSING_DIR = "the folder does not exist"
+
+
+def require_root(root: str | Path | None, dataset: str, layout_help: str) -> Path:
+    """``root`` as a Path; a missing or unset root is an error that says what should be there."""
+    if root is None:
+        raise ValueError(
+            f"dataset {dataset!r} reads files: set data_root to the folder holding {layout_help}"
+        )
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise ValueError(
+            f"data_root {str(path)!r} of dataset {dataset!r} is not a folder; expected {layout_help}"
+        )
+    return path
+
+
+def read_lines(path: Path, layout: str, expected: str) -> list[str]:
+    """Non-empty lines of a list file; a byte-order mark and CRLF line ends are accepted."""
+    if not path.is_file():
+        raise DataError(path, expected, layout, MISSING)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(path, expected, layout, f"unreadable text ({error})") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def line_error(path: Path, number: int, line: str, expected: str, layout: str) -> DataError:
+    return DataError(f"{path}, line {number}", expected, layout, repr(line))

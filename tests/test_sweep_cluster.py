@@ -1,0 +1,121 @@
+"""The test suite's Ray leaves other Rays alone, and a sweep uses nodes that join
+its cluster while it runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import end_processes, ray_processes, start_private_ray
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEP = [sys.executable, str(ROOT / "runners" / "sweep.py")]
+
+
+def _environment() -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    return {**env, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+
+
+def test_fixture_cluster_runs_a_task(ray_address):
+    import ray
+
+    assert ray.get(ray.remote(lambda: 2 + 2).remote()) == 4
+
+
+def test_suite_teardown_leaves_a_users_ray_running(tmp_path):
+    """A user runs pytest while a sweep of theirs runs on their own Ray."""
+    users = tempfile.mkdtemp(prefix="goal_plugin_users_ray_", dir="/tmp")
+    try:
+        address = start_private_ray(Path(users), num_cpus=1)
+        before = ray_processes(users)
+        assert before
+        suite = subprocess.run(
+            [sys.executable, "-m", "pytest", f"{__file__}::test_fixture_cluster_runs_a_task", "-q",
+             "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "inner"), "-W", "ignore"],
+            check=False, cwd=ROOT, capture_output=True, text=True, env=_environment(), timeout=600,
+        )
+        assert suite.returncode == 0, suite.stdout + suite.stderr
+        alive = [pid for pid in before if Path(f"/proc/{pid}").exists()]
+        assert alive == before, f"the suite ended processes of the user's Ray: {set(before) - set(alive)}"
+        status = subprocess.run(
+            [str(Path(sys.executable).with_name("ray")), "status", f"--address={address}"],
+            check=False, capture_output=True, text=True, env=_environment(), timeout=120,
+        )
+        assert status.returncode == 0, status.stdout + status.stderr
+    finally:
+        assert not end_processes(ray_processes(users))
+        shutil.rmtree(users, ignore_errors=True)
+
+
+def _raylets(temp_dir: str) -> set[int]:
+    return {
+        pid for pid in ray_processes(temp_dir)
+        if b"raylet/raylet" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    }
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def test_a_node_that_joins_during_the_sweep_gets_trials(tmp_path):
+    temp_dir = tempfile.mkdtemp(prefix="goal_plugin_grow_ray_", dir="/tmp")
+    try:
+        address = start_private_ray(Path(temp_dir), num_cpus=1)
+        head_raylets = _raylets(temp_dir)
+        space = tmp_path / "grow.yaml"
+        space.write_text(yaml.safe_dump({
+            "name": "grow",
+            # Enough trials that the head alone is still busy when the new node's first
+            # worker has imported torch, even on a loaded 2-core machine.
+            "base": {"dataset": "mfeat", "backbone": "mlp", "epochs": 40, "diagnostics": False},
+            "grid": {"strategy": ["none", "goal"], "seed": [0, 1, 2, 3, 4, 5]},
+        }))
+        experiment = tmp_path / "results" / "grow"
+        log = tmp_path / "sweep.log"
+        with open(log, "w") as out:
+            driver = subprocess.Popen(
+                SWEEP + [str(space), "--name", "grow", "--storage", str(tmp_path / "results"), "--address", address],
+                stdout=out, stderr=subprocess.STDOUT, env=_environment(), start_new_session=True,
+            )
+        worker_parents: dict[int, int] = {}  # trial worker pid -> its raylet
+        added = False
+        deadline = time.monotonic() + 600
+        while driver.poll() is None and time.monotonic() < deadline:
+            for result in experiment.glob("*/result.json") if experiment.is_dir() else []:
+                for line in result.read_text().splitlines():
+                    try:
+                        pid = json.loads(line)["pid"]
+                    except (ValueError, KeyError):
+                        continue
+                    if pid not in worker_parents and (parent := _parent(pid)) is not None:
+                        worker_parents[pid] = parent
+            if not added and worker_parents:  # the sweep is under way: add a node
+                subprocess.run(
+                    [str(Path(sys.executable).with_name("ray")), "start", f"--address={address}",
+                     "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats"],
+                    check=True, capture_output=True, env=_environment(), timeout=180,
+                )
+                added = True
+            time.sleep(0.1)
+        assert driver.wait(timeout=60) == 0, log.read_text()
+        new_raylets = _raylets(temp_dir) - head_raylets
+        assert len(new_raylets) == 1, log.read_text()
+        on_new_node = [pid for pid, parent in worker_parents.items() if parent in new_raylets]
+        assert on_new_node, f"no trial ran on the added node; workers and their raylets: {worker_parents}"
+        assert "joined the cluster" in log.read_text()
+    finally:
+        assert not end_processes(ray_processes(temp_dir))
+        shutil.rmtree(temp_dir, ignore_errors=True)
