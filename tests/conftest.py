@@ -3,7 +3,7 @@
 It is a real local cluster (``ray start --head``) in its own temp dir on free
 ports: in-process tests connect to it and the sweep command lines join it with
 ``--address``, as a user would join a cluster. At the end of the session only
-its own processes are ended, by PID (never ``ray stop``, which ends every Ray on
+its own processes are ended, by PID (never the stop command of Ray's CLI, which ends every Ray on
 the machine, a user's running sweep included), and the session fails if one of
 them is left behind or an authentication token was written.
 """
