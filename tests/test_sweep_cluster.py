@@ -119,3 +119,67 @@ def test_a_node_that_joins_during_the_sweep_gets_trials(tmp_path):
     finally:
         assert not end_processes(ray_processes(temp_dir))
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (parent := _parent(int(entry.name))) is not None:
+            children.setdefault(parent, []).append(int(entry.name))
+    found, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        found.append(pid)
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def test_a_node_that_dies_is_named_and_its_trial_continues_elsewhere(tmp_path, monkeypatch):
+    # Ray's health check declares the killed node dead within seconds, not half a minute.
+    for key, value in {"RAY_health_check_initial_delay_ms": "0", "RAY_health_check_period_ms": "1000",
+                       "RAY_health_check_timeout_ms": "1000", "RAY_health_check_failure_threshold": "3"}.items():
+        monkeypatch.setenv(key, value)
+    temp_dir = tempfile.mkdtemp(prefix="goal_plugin_die_ray_", dir="/tmp")
+    try:
+        address = start_private_ray(Path(temp_dir), num_cpus=1)
+        head_raylets = _raylets(temp_dir)
+        subprocess.run(
+            [str(Path(sys.executable).with_name("ray")), "start", f"--address={address}",
+             "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats"],
+            check=True, capture_output=True, env=_environment(), timeout=180,
+        )
+        (doomed_raylet,) = _raylets(temp_dir) - head_raylets
+        space = tmp_path / "die.yaml"
+        space.write_text(yaml.safe_dump({
+            "name": "die",
+            "base": {"dataset": "mfeat", "backbone": "mlp", "epochs": 30, "batch_size": 8, "diagnostics": False},
+            "grid": {"strategy": ["none", "goal"], "seed": [0, 1]},
+        }))
+        experiment = tmp_path / "results" / "die"
+        log = tmp_path / "sweep.log"
+        with open(log, "w") as out:
+            driver = subprocess.Popen(
+                SWEEP + [str(space), "--name", "die", "--storage", str(tmp_path / "results"), "--address", address],
+                stdout=out, stderr=subprocess.STDOUT, env=_environment(), start_new_session=True,
+            )
+        victim = None
+        deadline = time.monotonic() + 300
+        while victim is None and driver.poll() is None and time.monotonic() < deadline:
+            for result in experiment.glob("*/result.json") if experiment.is_dir() else []:
+                rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+                if len(rows) >= 2 and _parent(rows[-1]["pid"]) == doomed_raylet:
+                    victim = json.loads((result.parent / "params.json").read_text())
+                    break
+            time.sleep(0.2)
+        assert victim is not None, f"no trial trained two epochs on the added node:\n{log.read_text()}"
+        end_processes(_descendants(doomed_raylet), timeout=0)  # the node dies: raylet and workers
+        assert driver.wait(timeout=300) == 0, log.read_text()
+        text = log.read_text()
+        left = [line for line in text.splitlines() if "left the cluster" in line]
+        assert len(left) == 1, text
+        victim_name = f"{victim['strategy']}_mfeat_s{victim['seed']}"
+        assert victim_name in left[0], text
+        assert "4/4 trials finished" in text
+    finally:
+        assert not end_processes(ray_processes(temp_dir))
+        shutil.rmtree(temp_dir, ignore_errors=True)
