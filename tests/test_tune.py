@@ -389,22 +389,24 @@ def test_reference_is_matched_ignoring_case(tmp_path):
     assert check_reference(parse_space({"base": FAST, "grid": {"strategy": ["none", "goal"]}}), None) == "goal"
 
 
-def test_a_name_holding_another_space_is_refused(ray_address, tmp_path):
+@pytest.mark.parametrize("as_uri", [False, True], ids=["folder", "uri"])
+def test_a_name_holding_another_space_is_refused(ray_address, tmp_path, as_uri):
     first = write_space(tmp_path, "first", {"base": FAST, "grid": {"strategy": ["none"]}})
     storage = tmp_path / "results"
-    ran = run_cli([str(first), "--name", "exp", "--storage", str(storage), "--address", ray_address, "--reference", "none"], timeout=600)
+    where = f"file://{storage}" if as_uri else str(storage)  # a URI goes through pyarrow, as s3:// would
+    ran = run_cli([str(first), "--name", "exp", "--storage", where, "--address", ray_address, "--reference", "none"], timeout=600)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     before = sorted(p.name for p in (storage / "exp").iterdir())
 
     other = write_space(tmp_path, "other", {"base": FAST, "grid": {"strategy": ["goal"]}})
-    refused = run_cli([str(other), "--name", "exp", "--storage", str(storage), "--address", ray_address], timeout=300)
+    refused = run_cli([str(other), "--name", "exp", "--storage", where, "--address", ray_address], timeout=300)
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert str(first) in refused.stderr and str(other) in refused.stderr and "Traceback" not in refused.stderr
     assert sorted(p.name for p in (storage / "exp").iterdir()) == before
 
     copy = tmp_path / "copy.yaml"  # another file, the same space: the finished experiment is kept
     copy.write_text(first.read_text())
-    again = run_cli([str(copy), "--name", "exp", "--storage", str(storage), "--address", ray_address, "--reference", "none"], timeout=600)
+    again = run_cli([str(copy), "--name", "exp", "--storage", where, "--address", ray_address, "--reference", "none"], timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "1/1 trials finished; this run took" in again.stdout
     assert "the trials it trained 0.0 s" in again.stdout and "overhead" not in again.stdout

@@ -102,10 +102,33 @@ def space_record(spec: SweepSpec) -> dict[str, Any]:
     return {"source": spec.source, "name": spec.name, "fingerprint": fingerprint, "search": search}
 
 
-def _check_same_space(experiment: Path, record: dict[str, Any]) -> None:
-    path = experiment / SPACE_RECORD
+def _experiment_exists(experiment_path: str) -> bool:
+    """Whether ``experiment_path`` (a folder or a URI) holds anything yet."""
+    if "://" not in experiment_path:
+        path = Path(experiment_path)
+        return path.is_dir() and any(path.iterdir())
+    import pyarrow.fs as pafs
+
+    filesystem, path = pafs.FileSystem.from_uri(experiment_path)
+    if filesystem.get_file_info(path).type != pafs.FileType.Directory:
+        return False
+    return bool(filesystem.get_file_info(pafs.FileSelector(path)))
+
+
+def _read_text(path: str) -> str:
+    if "://" not in path:
+        return Path(path).read_text()
+    import pyarrow.fs as pafs
+
+    filesystem, inner = pafs.FileSystem.from_uri(path)
+    with filesystem.open_input_stream(inner) as stream:
+        return stream.read().decode()
+
+
+def _check_same_space(experiment: str, record: dict[str, Any]) -> None:
+    path = f"{experiment.rstrip('/')}/{SPACE_RECORD}"
     try:
-        stored = json.loads(path.read_text())
+        stored = json.loads(_read_text(path))
         same = stored["fingerprint"] == record["fingerprint"]
     except (OSError, ValueError, KeyError, TypeError):
         raise ValueError(
@@ -168,10 +191,10 @@ def run_sweep(
     storage_path = _storage(storage)
     experiment_path = f"{storage_path.rstrip('/')}/{name}"
     local = "://" not in experiment_path
-    existed = local and Path(experiment_path).is_dir() and any(Path(experiment_path).iterdir())
+    existed = _experiment_exists(experiment_path)
     if existed:
-        _check_same_space(Path(experiment_path), record)
-    elif resume and local:
+        _check_same_space(experiment_path, record)
+    elif resume:
         raise ValueError(f"nothing to resume: no experiment at {experiment_path}")
     filesystem = atomic_local_filesystem() if local else None
     if not existed:  # recorded before Ray starts: a driver killed at any moment leaves a folder to resume
