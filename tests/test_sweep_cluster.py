@@ -70,26 +70,41 @@ def _parent(pid: int) -> int | None:
         return None
 
 
+def _add_node(address: str) -> None:
+    """``ray start --address``: a 1-CPU node on this machine joins the cluster."""
+    subprocess.run(
+        [str(Path(sys.executable).with_name("ray")), "start", f"--address={address}",
+         "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats"],
+        check=True, capture_output=True, env=_environment(), timeout=180,
+    )
+
+
+def _start_sweep(tmp_path: Path, space: dict, address: str) -> tuple[subprocess.Popen, Path, Path]:
+    """The sweep command on ``space`` in its own session: (driver, experiment folder, log)."""
+    name = space["name"]
+    space_file = tmp_path / f"{name}.yaml"
+    space_file.write_text(yaml.safe_dump(space))
+    log = tmp_path / "sweep.log"
+    with open(log, "w") as out:
+        driver = subprocess.Popen(
+            SWEEP + [str(space_file), "--name", name, "--storage", str(tmp_path / "results"), "--address", address],
+            stdout=out, stderr=subprocess.STDOUT, env=_environment(), start_new_session=True,
+        )
+    return driver, tmp_path / "results" / name, log
+
+
 def test_a_node_that_joins_during_the_sweep_gets_trials(tmp_path):
     temp_dir = tempfile.mkdtemp(prefix="goal_plugin_grow_ray_", dir="/tmp")
     try:
         address = start_private_ray(Path(temp_dir), num_cpus=1)
         head_raylets = _raylets(temp_dir)
-        space = tmp_path / "grow.yaml"
-        space.write_text(yaml.safe_dump({
+        driver, experiment, log = _start_sweep(tmp_path, {
             "name": "grow",
             # Enough trials that the head alone is still busy when the new node's first
             # worker has imported torch, even on a loaded 2-core machine.
             "base": {"dataset": "mfeat", "backbone": "mlp", "epochs": 40, "diagnostics": False},
             "grid": {"strategy": ["none", "goal"], "seed": [0, 1, 2, 3, 4, 5]},
-        }))
-        experiment = tmp_path / "results" / "grow"
-        log = tmp_path / "sweep.log"
-        with open(log, "w") as out:
-            driver = subprocess.Popen(
-                SWEEP + [str(space), "--name", "grow", "--storage", str(tmp_path / "results"), "--address", address],
-                stdout=out, stderr=subprocess.STDOUT, env=_environment(), start_new_session=True,
-            )
+        }, address)
         worker_parents: dict[int, int] = {}  # trial worker pid -> its raylet
         added = False
         deadline = time.monotonic() + 600
@@ -103,11 +118,7 @@ def test_a_node_that_joins_during_the_sweep_gets_trials(tmp_path):
                     if pid not in worker_parents and (parent := _parent(pid)) is not None:
                         worker_parents[pid] = parent
             if not added and worker_parents:  # the sweep is under way: add a node
-                subprocess.run(
-                    [str(Path(sys.executable).with_name("ray")), "start", f"--address={address}",
-                     "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats"],
-                    check=True, capture_output=True, env=_environment(), timeout=180,
-                )
+                _add_node(address)
                 added = True
             time.sleep(0.1)
         assert driver.wait(timeout=60) == 0, log.read_text()
@@ -143,25 +154,13 @@ def test_a_node_that_dies_is_named_and_its_trial_continues_elsewhere(tmp_path, m
     try:
         address = start_private_ray(Path(temp_dir), num_cpus=1)
         head_raylets = _raylets(temp_dir)
-        subprocess.run(
-            [str(Path(sys.executable).with_name("ray")), "start", f"--address={address}",
-             "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats"],
-            check=True, capture_output=True, env=_environment(), timeout=180,
-        )
+        _add_node(address)
         (doomed_raylet,) = _raylets(temp_dir) - head_raylets
-        space = tmp_path / "die.yaml"
-        space.write_text(yaml.safe_dump({
+        driver, experiment, log = _start_sweep(tmp_path, {
             "name": "die",
             "base": {"dataset": "mfeat", "backbone": "mlp", "epochs": 30, "batch_size": 8, "diagnostics": False},
             "grid": {"strategy": ["none", "goal"], "seed": [0, 1]},
-        }))
-        experiment = tmp_path / "results" / "die"
-        log = tmp_path / "sweep.log"
-        with open(log, "w") as out:
-            driver = subprocess.Popen(
-                SWEEP + [str(space), "--name", "die", "--storage", str(tmp_path / "results"), "--address", address],
-                stdout=out, stderr=subprocess.STDOUT, env=_environment(), start_new_session=True,
-            )
+        }, address)
         victim = None
         deadline = time.monotonic() + 300
         while victim is None and driver.poll() is None and time.monotonic() < deadline:
