@@ -195,6 +195,38 @@ def test_driver_killed_then_resumed_runs_every_cell_once(tmp_path, ray_env, grid
     pd.testing.assert_frame_equal(accuracy_rows(experiment), accuracy_rows(reference))
 
 
+def keep_first_epochs(trial_dir: Path, epochs: int) -> None:
+    """Cut ``result.json`` to its first ``epochs`` epoch reports (no final report)."""
+    file = trial_dir / "result.json"
+    rows = [line for line in file.read_text().splitlines() if line.strip()]
+    file.write_text("".join(line + "\n" for line in rows[:epochs]))
+    assert final_rows(trial_dir) == [] and epoch_rows(trial_dir) == epochs
+
+
+def test_logs_a_killed_upload_left_short_are_completed_on_resume(tmp_path, ray_env, grid_reference):
+    """Ray copies its state and the trials' logs into storage file by file: a driver
+    killed in between leaves a state saying a trial finished beside a ``result.json``
+    without its last reports (Ray then never writes that log again). Made here by
+    cutting the logs of a finished sweep; the resume adds the reports back."""
+    space, reference = grid_reference
+    experiment = tmp_path / "results" / "rek"
+    shutil.copytree(reference, experiment)
+    shutil.rmtree(experiment / "analysis")
+    no_final, short = trial_dirs(experiment)[:2]
+    keep_first_epochs(no_final, GRID["base"]["epochs"])
+    keep_first_epochs(short, 3)
+
+    log = tmp_path / "resumed.log"
+    rc = ray_env.run([str(space), "--name", "rek", "--storage", str(tmp_path / "results"), "--resume"], log)
+    output = log.read_text()
+    assert rc == 0, output
+    assert "4/4 trials finished" in output
+    assert f"{no_final.name}: added 1 report(s)" in output and f"{short.name}: added 6 report(s)" in output
+    for trial in trial_dirs(experiment):
+        assert len(final_rows(trial)) == 1 and epoch_rows(trial) == GRID["base"]["epochs"], trial.name
+    pd.testing.assert_frame_equal(accuracy_rows(experiment), accuracy_rows(reference))
+
+
 def test_searched_sweep_killed_mid_sweep_resumes_every_sample(tmp_path, ray_env):
     """The searcher's state comes back from the trials Ray restores: after the resume
     every cell has its samples, the same ones an uninterrupted search draws."""

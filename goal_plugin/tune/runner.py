@@ -10,7 +10,9 @@
 * A driver that was killed is restarted with ``--resume`` (or the same
   ``--name``): finished trials are kept, unfinished and errored ones continue
   from their newest checkpoint (see ``trainable.py``); a driver killed before
-  Ray saved any state starts the experiment again from the beginning.
+  Ray saved any state starts the experiment again from the beginning. Reports
+  that a killed driver had not yet copied into a trial's ``result.json`` are
+  added back from the trial's last checkpoint (see ``result_log.py``).
 * The space is recorded in ``<experiment>/space.json`` before anything runs; a
   ``--name`` that holds another space is refused.
 * Ray's resource scheduling decides how many trials run at once, so nodes that
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from goal_plugin.tune.result_log import complete_result_logs
 from goal_plugin.tune.space import SweepSpec
 from goal_plugin.tune.storage import atomic_local_filesystem
 
@@ -256,6 +259,7 @@ def run_sweep(
     with _environment(TUNE_MAX_PENDING_TRIALS_PG=str(pending)):
         grid = tuner.fit()
     wall = time.monotonic() - started
+    complete_result_logs(grid, echo)
     if local:
         _drop_forgotten_trials(grid, Path(experiment_path), echo)
     return _outcome(grid, spec, experiment_path, wall, started_at)

@@ -4,9 +4,10 @@ Each epoch is reported with the engine's checkpoint, so a retried trial (its
 worker died, or the driver restarted) resumes from its last epoch and ends with
 the numbers of an uninterrupted run. The last report carries ``final: True``,
 the end-of-training diagnostics and ``trial_time_s`` (the trial's own training
-and diagnostics time, for measuring Ray's overhead). It is checkpointed too
-(with ``final.json``), so a finished trial that Ray restores only repeats that
-report.
+and diagnostics time, for measuring Ray's overhead). It is checkpointed too,
+with ``final.json`` (so a finished trial that Ray restores only repeats that
+report) and ``epochs.json`` (every epoch's report, from which ``result_log.py``
+completes a log that a killed driver left short).
 
 Ray saves the experiment state every few seconds and at least once every
 ``num_to_keep`` checkpoints of a trial, not after every report, so after a driver
@@ -33,6 +34,7 @@ from typing import Any
 
 from goal_plugin.engine import fit
 from goal_plugin.engine.checkpoint import FILENAME as ENGINE_CHECKPOINT
+from goal_plugin.tune.result_log import EPOCHS_FILE
 
 FINAL_FILE = "final.json"
 WORKDIR_PREFIX = "goal_plugin_trial_"
@@ -65,6 +67,7 @@ def train_trial(config: dict[str, Any]) -> None:
         if not checkpoint_dir.is_dir():  # resumed after its last epoch: nothing new was saved
             checkpoint_dir = resume_from
         (checkpoint_dir / FINAL_FILE).write_text(json.dumps(final, default=str))
+        (checkpoint_dir / EPOCHS_FILE).write_text(json.dumps(results["history"], default=str))
         tune.report(final, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

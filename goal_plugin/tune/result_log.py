@@ -1,0 +1,81 @@
+"""Complete the trials' ``result.json`` files from their final checkpoints.
+
+Ray's driver keeps each trial's log (``result.json``, one row per report) and the
+experiment state in a staging folder and copies them into storage file by file,
+concurrently. A driver killed during that copy can leave a state that says a
+trial finished beside a log that lacks its last reports, the final one
+included; after the resume Ray keeps that trial as finished and never writes its
+log again. A trial resumed from a checkpoint newer than its stored log leaves a
+gap of epochs the same way. Either makes the analysis count a finished trial as
+unfinished, or plot curves with holes.
+
+Ray's state holds each trial's final report, and every finished trial's last
+checkpoint holds every epoch's report (``epochs.json``), so after ``Tuner.fit``
+has saved its state, the rows a log lacks are appended from there. The epoch rows carry
+``"restored_from_checkpoint": true``, as they lack the bookkeeping keys that Ray
+adds to each report (time, iteration, node).
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import Callable, Iterable
+from typing import Any
+
+RESULT_FILE = "result.json"
+EPOCHS_FILE = "epochs.json"  # written by the trainable into its final checkpoint
+
+
+def complete_result_logs(results: Iterable, echo: Callable[[str], None]) -> None:
+    """Append to each finished trial's ``result.json`` the reports it lacks (see the module docstring)."""
+    for result in results:
+        if result.error is not None or not (result.metrics or {}).get("final") or result.checkpoint is None:
+            continue
+        log_path = posixpath.join(result.path, RESULT_FILE)
+        rows = _read_rows(result.filesystem, log_path)
+        missing = missing_rows(rows, result.checkpoint, result.metrics)
+        if missing:
+            _write_rows(result.filesystem, log_path, rows + missing)
+            echo(
+                f"{posixpath.basename(result.path)}: added {len(missing)} report(s) to its {RESULT_FILE} "
+                "that the stopped driver had not saved (from the trial's last checkpoint)"
+            )
+
+
+def missing_rows(rows: list[dict[str, Any]], checkpoint, final: dict[str, Any]) -> list[dict[str, Any]]:
+    """The epoch reports (from ``checkpoint``) and the final report ``final`` that ``rows`` lacks."""
+    logged = {row["epoch"] for row in rows if "epoch" in row and not row.get("final")}
+    epochs = json.loads(_read_text(checkpoint.filesystem, posixpath.join(checkpoint.path, EPOCHS_FILE)))
+    missing = [{**row, "restored_from_checkpoint": True} for row in epochs if row["epoch"] not in logged]
+    if not any(row.get("final") for row in rows):
+        missing.append(final)
+    return missing
+
+
+def _read_text(filesystem, path: str) -> str:
+    with filesystem.open_input_stream(path) as stream:
+        return stream.read().decode()
+
+
+def _read_rows(filesystem, path: str) -> list[dict[str, Any]]:
+    """The log's complete rows (a line cut short by a killed writer is dropped)."""
+    import pyarrow.fs as pafs
+
+    if filesystem.get_file_info(path).type != pafs.FileType.File:
+        return []
+    rows = []
+    for line in _read_text(filesystem, path).splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def _write_rows(filesystem, path: str, rows: list[dict[str, Any]]) -> None:
+    text = "".join(json.dumps(row, default=str) + "\n" for row in rows)
+    with filesystem.open_output_stream(path) as stream:
+        stream.write(text.encode())
