@@ -25,6 +25,15 @@ from goal_plugin.models import MultimodalNetwork, build_network, create_backbone
 SMALL_OPTIONS = {"vit_b_32": {"image_size": 32}}
 SHAPES = {"audio": (1, 40, 32), "visual": (3, 2, 32, 32)}
 FRAME_BACKBONES = ("resnet18", "small_cnn", "convnext_base", "vit_b_32")
+TINY_BERT = {"vocab_size": 50, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+# Backbones that do not read images: the "visual" modality becomes what they read (per-sample
+# shape, a batch of two with a padded second sample, options keeping them small).
+SEQUENCE_MASK = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+NON_IMAGE_INPUTS = {
+    "transformer_seq": ((6, 5), lambda: torch.randn(2, 6, 5), {"d_model": 16, "heads": 2, "layers": 1}),
+    "lstm": ((6, 5), lambda: torch.randn(2, 6, 5), {"hidden_dim": 8}),
+    "bert_base": ((6,), lambda: torch.randint(1, 50, (2, 6)), {"config": TINY_BERT}),
+}
 
 
 class TorchvisionCase:
@@ -109,7 +118,8 @@ def random_frame_encoder():
 
 
 def test_registry_holds_the_paper_backbones():
-    assert {"mlp", "small_cnn", "resnet18", "convnext_base", "vit_b_32"} <= set(list_backbones())
+    expected = {"mlp", "small_cnn", "resnet18", "convnext_base", "vit_b_32", "transformer_seq", "lstm", "bert_base"}
+    assert expected <= set(list_backbones())
 
 
 @pytest.mark.parametrize("name", list_backbones())
@@ -117,14 +127,18 @@ def test_two_training_steps_of_every_backbone_on_cpu(name):
     """The backbone encodes the frames (folded into the batch); a small CNN the
     spectrogram; feature_dim gives both one width, as GOAL's direction step needs."""
     torch.manual_seed(0)
+    batch = {m: torch.randn(2, *shape) for m, shape in SHAPES.items()} | {"label": torch.tensor([0, 2])}
+    visual_shape, options = SHAPES["visual"], SMALL_OPTIONS.get(name, {})
+    if name in NON_IMAGE_INPUTS:
+        visual_shape, make_batch, options = NON_IMAGE_INPUTS[name]
+        batch |= {"visual": make_batch(), "visual_mask": SEQUENCE_MASK}
     encoders = {
         "audio": create_backbone("small_cnn", SHAPES["audio"], feature_dim=16),
-        "visual": create_backbone(name, SHAPES["visual"], feature_dim=16, **SMALL_OPTIONS.get(name, {})),
+        "visual": create_backbone(name, visual_shape, feature_dim=16, **options),
     }
     net = MultimodalNetwork(encoders, num_classes=3)
     strategy = gp.create_strategy("goal")
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
-    batch = {m: torch.randn(2, *shape) for m, shape in SHAPES.items()} | {"label": torch.tensor([0, 2])}
     before = torch.cat([p.detach().flatten() for p in encoders["visual"].parameters()])
     for _ in range(2):
         optimizer.zero_grad()
@@ -317,12 +331,13 @@ def test_a_torchvision_backbone_without_torchvision_is_a_one_line_error(tmp_path
     assert len(done.stderr.strip().splitlines()) == 1
 
 
-def test_importing_the_package_and_listing_backbones_does_not_import_torchvision():
+def test_importing_the_package_and_listing_backbones_imports_neither_torchvision_nor_transformers():
     code = (
         "import sys, goal_plugin, goal_plugin.models as models; "
         "names = models.list_backbones(); models.create_backbone('small_cnn', (1, 8, 8)); "
         "assert {'resnet18', 'convnext_base', 'vit_b_32'} <= set(names), names; "
-        "assert 'torchvision' not in sys.modules, 'torchvision was imported'"
+        "assert 'torchvision' not in sys.modules, 'torchvision was imported'; "
+        "assert 'transformers' not in sys.modules, 'transformers was imported'"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False

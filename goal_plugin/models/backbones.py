@@ -10,9 +10,14 @@ backbone a spectrogram (H, W) or (1, H, W), an image (C, H, W), or frames
 (C, T, H, W), which are folded into the batch and pooled over time as in
 OGM-GE's AVClassifier. The torchvision backbones (``resnet18``,
 ``convnext_base``, ``vit_b_32``) live in
-:mod:`goal_plugin.models.torchvision_backbones`, registered on the first lookup;
-each imports torchvision only when built, so ``import goal_plugin``, the
-registry and ``mlp`` / ``small_cnn`` work without torchvision installed.
+:mod:`goal_plugin.models.torchvision_backbones`, the sequence encoders
+(``transformer_seq``, ``lstm``) in :mod:`goal_plugin.models.sequence_backbones`
+and ``bert_base`` in :mod:`goal_plugin.models.text_backbones`, registered on the
+first lookup; each imports torchvision or transformers only when built, so
+``import goal_plugin``, the registry and ``mlp`` / ``small_cnn`` work without them.
+
+Encoders that read a padding mask set ``accepts_mask = True``; the network then
+passes the batch's ``<modality>_mask`` (True on real steps) as ``mask``.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from goal_plugin._registry import Registry
 BACKBONES = Registry(
     "backbone",
     "goal_plugin.backbones",
-    built_ins="goal_plugin.models.torchvision_backbones",
+    built_ins="goal_plugin.models._builtins",
     common_options=("feature_dim",),  # taken by create_backbone for every backbone
 )
 
@@ -61,8 +66,12 @@ class ProjectedEncoder(nn.Module):
         self.projection = nn.Linear(int(encoder.out_dim), feature_dim)
         self.out_dim = feature_dim
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.projection(self.encoder(x))
+    @property
+    def accepts_mask(self) -> bool:
+        return getattr(self.encoder, "accepts_mask", False)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        return self.projection(self.encoder(x) if mask is None else self.encoder(x, mask=mask))
 
 
 class MLPEncoder(nn.Module):

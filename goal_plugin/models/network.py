@@ -108,6 +108,14 @@ class MultimodalNetwork(nn.Module):
         """Module paths of the encoders, in modality order (for post-backward hooks)."""
         return [f"encoders.{m}" for m in self.modalities]
 
+    def _encode(self, modality: str, batch: Mapping[str, Tensor]) -> Tensor:
+        """The encoder's features; a padding mask ``<modality>_mask`` goes to encoders that read one."""
+        encoder = self.encoders[modality]
+        mask = batch.get(f"{modality}_mask")
+        if mask is not None and getattr(encoder, "accepts_mask", False):
+            return encoder(batch[modality], mask=mask)
+        return encoder(batch[modality])
+
     def forward(
         self,
         batch: Mapping[str, Tensor],
@@ -122,7 +130,7 @@ class MultimodalNetwork(nn.Module):
         missing = [m for m in self.modalities if m not in batch]
         if missing:
             raise ValueError(f"batch lacks modalities {missing}; it has {sorted(batch)}")
-        features = {m: self.encoders[m](batch[m]) for m in self.modalities}
+        features = {m: self._encode(m, batch) for m in self.modalities}
         unimodal = {
             m: self.heads[m](f.detach() if detach_heads else f) for m, f in features.items()
         }
