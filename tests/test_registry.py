@@ -89,7 +89,7 @@ def test_invalid_hyperparameter_values_name_the_parameter(name, key, value):
 def test_hparams_record_defaults_and_overrides():
     strategy = gp.create_strategy("goal", temperature=0.4)
     assert strategy.name == "goal"
-    assert strategy.hparams == {"temperature": 0.4, "space": "sample", "eps": 1e-8}
+    assert strategy.hparams == {"temperature": 0.4, "uncertainty": "entropy", "space": "sample", "eps": 1e-8}
     assert gp.strategy_hyperparameters("ogm") == {"alpha": 0.1}
 
 

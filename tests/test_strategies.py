@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import goal_plugin as gp
+from goal_plugin.strategies.magnitude import AdaptiveLeveraging
 from tests import _reference as ref
 
 ALL = gp.list_strategies()
@@ -269,8 +270,11 @@ def test_bad_inputs_raise_clear_errors(name):
         strategy.modify([grads[0], grads[1][:4]], logits, labels)
     with pytest.raises(ValueError, match="logits tensors"):
         strategy.modify(grads, logits[:1], labels)
-    with pytest.raises(ValueError, match="labels"):
-        strategy.modify(grads, logits, labels[:2])
+    if strategy.requires_labels:
+        with pytest.raises(ValueError, match="labels"):
+            strategy.modify(grads, logits, labels[:2])
+    else:  # targets it does not read (regression, multi-label) are not checked against classes
+        strategy.modify(grads, logits, torch.randn(6, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match="classes"):
         strategy.modify(grads, [logits[0], logits[1][:, :3]], labels)
 
@@ -313,3 +317,45 @@ def test_float_labels_are_refused():
 
 def test_last_stats_empty_before_first_call():
     assert gp.create_strategy("goal").last_stats == {}
+
+
+def gaussian_heads(num_modalities=3, batch=5, seed=0):
+    """Unimodal regression heads' outputs (mean, log-variance) per modality."""
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(batch, 2, generator=generator, dtype=torch.float64) for _ in range(num_modalities)]
+
+
+def test_al_for_regression_at_temperature_one_is_inverse_variance_weighting():
+    heads = gaussian_heads()
+    precision = torch.stack([torch.exp(-z[:, 1]) for z in heads])  # 1 / sigma^2, (M, B)
+    expected = (precision / precision.sum(dim=0)).mean(dim=1)
+    weights = AdaptiveLeveraging(1.0, "variance").weights(heads, None)
+    assert torch.allclose(weights, expected, atol=1e-12) and torch.isclose(weights.sum(), torch.tensor(1.0, dtype=torch.float64))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    temperature=st.floats(0.05, 20.0),
+    gap=st.floats(0.01, 5.0),
+    seed=st.integers(0, 2**16),
+)
+def test_al_for_regression_gives_the_lower_variance_modality_the_larger_weight(temperature, gap, seed):
+    heads = gaussian_heads(num_modalities=2, seed=seed)
+    heads[1] = heads[1].clone()
+    heads[1][:, 1] = heads[0][:, 1] + gap  # modality 1 is less certain on every sample
+    weights = AdaptiveLeveraging(temperature, "variance").weights(heads, None)
+    assert weights[0] > weights[1]
+
+
+def test_goal_for_regression_runs_on_float_targets_and_refuses_classification_logits():
+    grads, _, _ = make_inputs(3)
+    heads = gaussian_heads(num_modalities=3, batch=6)
+    targets = torch.randn(6, dtype=torch.float64)
+    strategy = gp.create_strategy("goal", uncertainty="variance")
+    out = strategy.modify(grads, heads, targets)
+    assert len(out) == 3 and all(torch.isfinite(g).all() for g in out)
+    _, class_logits, _ = make_inputs(3, classes=4)
+    with pytest.raises(ValueError, match="uncertainty='variance' reads Gaussian heads"):
+        strategy.modify(grads, class_logits, targets)
+    with pytest.raises(ValueError, match="uncertainty"):
+        gp.create_strategy("al", uncertainty="variances")

@@ -189,13 +189,15 @@ class Strategy:
             self._check_logits(logits, num_modalities, batch)
         elif self.requires_logits and complete:
             raise ValueError(f"{self.name} reads modality-specific logits: pass logits=(z_1, ..., z_M)")
+        if not self.requires_labels:
+            return  # labels a recipe does not read (regression targets, say) are not its concern
         if labels is not None:
             if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.shape[0] != batch:
                 shape = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
                 raise ValueError(f"labels must be a 1-D tensor of {batch} class indices, got {shape}")
             if labels.is_floating_point() or labels.is_complex():
                 raise ValueError(f"labels must hold integer class indices, got dtype {labels.dtype}")
-        elif self.requires_labels and complete:
+        elif complete:
             raise ValueError(
                 f"{self.name} needs the labels: pass labels=y (a 1-D tensor of class indices); "
                 "with goal_plugin.attach, call handle.set_labels(y) before each training forward"

@@ -18,23 +18,46 @@ def _entropy(logits: Tensor) -> Tensor:
     return -(log_probs.exp() * log_probs).sum(dim=-1)
 
 
+UNCERTAINTIES = ("entropy", "variance")
+
+
 class AdaptiveLeveraging(MagnitudeStep):
     """AL of GOAL ("GOAL: Balance multimodal learning with Gradient
     Orthogonalization and Adaptive Leveraging"), Eq. 6-8.
 
-    For sample i and modality m: ``u_im = H(softmax(z_im)) / log K`` (normalised
-    entropy), ``c_im = 1 - u_im`` (confidence); per sample the modality weights
-    are ``softmax_m(c_im / T)``; ``w_m`` is their batch mean, so ``sum_m w_m = 1``.
+    ``uncertainty="entropy"`` (classification, the paper's Eq. 6-8): for sample i
+    and modality m, ``u_im = H(softmax(z_im)) / log K`` (normalised entropy),
+    ``c_im = 1 - u_im`` (confidence); per sample the modality weights are
+    ``softmax_m(c_im / T)``; ``w_m`` is their batch mean, so ``sum_m w_m = 1``.
+
+    ``uncertainty="variance"`` (regression with Gaussian heads: each unimodal
+    head gives ``z_im = (mu_im, log sigma^2_im)``): the confidence is the
+    negative log-variance, ``c_im = -log sigma^2_im``, and the weights are again
+    the batch mean of ``softmax_m(c_im / T)``. At T = 1 the per-sample weights are
+    ``(1 / sigma^2_im) / sum_k (1 / sigma^2_ik)``: inverse-variance weighting, the
+    principle the paper builds AL on (the more certain modality leads); a larger
+    T flattens them towards equal weights, a smaller one sharpens them. This
+    mapping is ours: the paper states AL for regression without its formula.
 
     temperature: T > 0, default 1.0 (the paper sweeps 0.2 ... 1.0).
+    uncertainty: "entropy" (default) or "variance".
     """
 
-    def __init__(self, temperature: float = 1.0) -> None:
+    def __init__(self, temperature: float = 1.0, uncertainty: str = "entropy") -> None:
         self.temperature = check.positive("temperature", temperature)
+        self.uncertainty = check.choice("uncertainty", uncertainty, UNCERTAINTIES)
 
     def weights(self, logits: Sequence[Tensor], labels: Tensor | None) -> Tensor:
-        num_classes = logits[0].shape[1]
-        confidence = 1 - _entropy(torch.stack(logits)) / math.log(num_classes)  # (M, B)
+        stacked = torch.stack(logits)  # (M, B, K)
+        if self.uncertainty == "variance":
+            if stacked.shape[2] != 2:
+                raise ValueError(
+                    "AL with uncertainty='variance' reads Gaussian heads (mean, log-variance): "
+                    f"logits of shape (batch, 2), got (batch, {stacked.shape[2]})"
+                )
+            confidence = -stacked[:, :, 1]
+        else:
+            confidence = 1 - _entropy(stacked) / math.log(stacked.shape[2])  # (M, B)
         return torch.softmax(confidence / self.temperature, dim=0).mean(dim=1)
 
 

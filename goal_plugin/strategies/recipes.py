@@ -62,9 +62,10 @@ def none_uniloss() -> Strategy:
 
 
 @register_strategy("al")
-def al(*, temperature: float = 1.0) -> Strategy:
-    """GOAL's adaptive leveraging only (Eq. 6-8); see ``AdaptiveLeveraging``."""
-    return Strategy(AdaptiveLeveraging(temperature), defaults=GOAL_DEFAULTS)
+def al(*, temperature: float = 1.0, uncertainty: str = "entropy") -> Strategy:
+    """GOAL's adaptive leveraging only (Eq. 6-8); see ``AdaptiveLeveraging``
+    (``uncertainty="variance"`` for regression heads)."""
+    return Strategy(AdaptiveLeveraging(temperature, uncertainty), defaults=GOAL_DEFAULTS)
 
 
 @register_strategy("go")
@@ -74,10 +75,13 @@ def go(*, space: str = "sample", eps: float = 1e-8) -> Strategy:
 
 
 @register_strategy("goal")
-def goal(*, temperature: float = 1.0, space: str = "sample", eps: float = 1e-8) -> Strategy:
-    """GOAL = AL (Eq. 6-8) then GO (Eq. 9-10) on the leveraged gradients."""
+def goal(
+    *, temperature: float = 1.0, uncertainty: str = "entropy", space: str = "sample", eps: float = 1e-8
+) -> Strategy:
+    """GOAL = AL (Eq. 6-8) then GO (Eq. 9-10) on the leveraged gradients
+    (``uncertainty="variance"``: AL for regression heads, see ``AdaptiveLeveraging``)."""
     return Strategy(
-        AdaptiveLeveraging(temperature), GradientOrthogonalisation(space, eps), GOAL_DEFAULTS
+        AdaptiveLeveraging(temperature, uncertainty), GradientOrthogonalisation(space, eps), GOAL_DEFAULTS
     )
 
 
