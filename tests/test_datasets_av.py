@@ -20,6 +20,7 @@ from goal_plugin.data import DataError, build_dataset, check_data, format_check
 from goal_plugin.data.audio import balancebenchmark_fbank, ogm_ge_spectrogram
 from goal_plugin.data.frames import IMAGENET_MEAN, IMAGENET_STD, list_frames
 from goal_plugin.tune import parse_space, run_sweep
+from goal_plugin.tune.cli import final_table
 from tests._av_fixtures import (
     AVE_CATEGORIES,
     EMOTIONS,
@@ -501,9 +502,16 @@ def test_a_two_trial_sweep_runs_over_a_crema_d_fixture(ray_address, tmp_path, ro
     trials = [t for t in (tmp_path / "results" / "fx").iterdir() if (t / "params.json").is_file()]
     strategies = {json.loads((t / "params.json").read_text())["strategy"] for t in trials}
     assert len(trials) == 2 and strategies == {"none", "goal"}
+    protocol = build_dataset(
+        "crema_d", root_of(roots, "crema_d", "balancebenchmark"), "train", **CREMA
+    ).protocol
     for trial in trials:
         rows = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
         assert any(0 <= row.get("test_acc", -1) <= 1 for row in rows), rows
+        assert [row["data_protocol"] for row in rows if row.get("final")] == [protocol]
+    # The sweep's end-of-run table states the protocol under each table.
+    table = final_table(str(tmp_path / "results" / "fx"), "goal")
+    assert f"  Evaluation protocol (crema_d): {protocol}" in table, table
 
 
 def test_training_on_a_fixture_is_repeatable_for_a_seed(roots):

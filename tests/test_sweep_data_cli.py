@@ -110,3 +110,21 @@ def test_train_skip_missing_runs_past_a_missing_clip_and_counts_it(tmp_path, cre
     assert f"{lists['train'][0]}.wav" in capsys.readouterr().err
     assert train.main([*common, "--skip-missing", "--output", str(tmp_path / "skip")]) == 0
     assert (tmp_path / "skip" / "metrics.json").is_file()
+
+
+def test_the_feature_pickle_datasets_need_a_data_root_and_are_checked(tmp_path, capsys):
+    from tests._sequence_fixtures import write_mmsa
+
+    space = {
+        "name": "tri_check",
+        "base": {"backbone": "mlp", "epochs": 1},
+        "grid": {"dataset": ["mosi"], "strategy": ["goal"], "seed": [0]},
+    }
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(space))
+    assert _sweep_cli().main([str(path), "--storage", str(tmp_path / "results")]) == 2
+    assert "mosi: no data_root" in capsys.readouterr().err
+    write_mmsa(tmp_path / "MOSI", aligned=False)
+    assert _sweep_cli().main([str(path), "--data-root", str(tmp_path / "MOSI"), "--check-data"]) == 0
+    assert "every file of 3 split(s) opened" in capsys.readouterr().out
+    assert not (tmp_path / "results").exists()

@@ -47,7 +47,10 @@ are stored as fractions, and a fraction outside [0, 1] (a percentage above
 100) is an error, from any input.
 
 After reading, ``goal_plugin.analysis.replicates`` leaves one trial per
-replicate (see ``load_results``).
+replicate (see ``load_results``). ``Results.protocols`` holds each dataset's
+evaluation protocol (see ``goal_plugin.analysis.protocols``): the ``data_protocol``
+of a trial's final report, or a tidy CSV's ``data_protocol`` column; trials of one
+dataset that record different protocols are an error.
 """
 
 from __future__ import annotations
@@ -64,11 +67,12 @@ import pandas as pd
 
 from goal_plugin.analysis.errors import AnalysisError
 from goal_plugin.analysis.metrics import is_fraction, is_metric_column
+from goal_plugin.analysis.protocols import PROTOCOL_COLUMN, dataset_protocols
 
 TABLE_KEYS = ("dataset", "backbone")
 BOOKKEEPING = ("experiment", "trial")
 # What the reader records about a trial besides its config and metrics.
-TRIAL_RECORD = ("finished_at", "search_params", "search_metric", "search_mode")
+TRIAL_RECORD = ("finished_at", "search_params", "search_metric", "search_mode", PROTOCOL_COLUMN)
 # Written by the sweep runner (goal_plugin.tune.runner.SPACE_RECORD, the same name; not imported
 # here: the analysis needs no Ray).
 SPACE_RECORD = "space.json"
@@ -111,7 +115,8 @@ class Results:
     """Trials of one or more sweeps, ready for ``summarise`` and ``make_plots``.
 
     ``trials`` and ``epochs`` hold one trial per replicate; ``searched`` every
-    trial of a search (the chosen ones with ``chosen`` True), for the figures.
+    trial of a search (the chosen ones with ``chosen`` True), for the figures;
+    ``protocols`` each dataset's evaluation protocol in words.
     """
 
     trials: pd.DataFrame
@@ -120,6 +125,7 @@ class Results:
     config_columns: list[str]
     notes: list[str] = field(default_factory=list)
     searched: pd.DataFrame = field(default_factory=pd.DataFrame)
+    protocols: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -191,6 +197,7 @@ def load_results(
         raise AnalysisError(f"no finished trials in {', '.join(map(str, paths))} ({found})")
     config_columns = [*config_columns, *[k for k in TABLE_KEYS if k not in config_columns]]
     check_fractions(trials)
+    protocols = dataset_protocols(trials)  # before a duplicate under another protocol is judged
     trials, searched = replicates.one_per_replicate(trials, config_columns, duplicates, notes)
     epochs = _fill_table_keys(_concat(epochs), [])
     if len(epochs):
@@ -203,6 +210,7 @@ def load_results(
         config_columns=config_columns,
         notes=notes,
         searched=searched,
+        protocols=protocols,
     )
 
 

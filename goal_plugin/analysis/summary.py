@@ -102,6 +102,8 @@ class Summary:
     notes: list[str] = field(default_factory=list)
     # Per method: trained with a unimodal loss (weight > 0)? None where the trials do not say.
     unimodal_loss: dict[str, bool | None] = field(default_factory=dict)
+    # Per dataset: its evaluation protocol in words (``Results.protocols``), under every table.
+    protocols: dict[str, str] = field(default_factory=dict)
 
     def to_terminal(self) -> str:
         from goal_plugin.analysis.tables import render_terminal
@@ -206,6 +208,7 @@ def summarise(
         excluded=results.excluded,
         notes=notes,
         unimodal_loss=_unimodal_loss(trials),
+        protocols=dict(results.protocols),
     )
 
 

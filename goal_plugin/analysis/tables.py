@@ -17,7 +17,9 @@ Shapes, each built when the data is there:
 Cells show mean ± sample std over seeds. Within each column the best mean is
 bold and the second best underlined, in the metric's better direction among
 the rows shown; a dagger marks a method that the reference beats significantly
-(Holm-adjusted p < alpha, see ``summary``).
+(Holm-adjusted p < alpha, see ``summary``). Under every table (and every block
+of the terminal report) a line per dataset in it states its evaluation protocol
+(see ``protocols``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from goal_plugin.analysis.metrics import (
     format_value,
     higher_is_better,
 )
+from goal_plugin.analysis.protocols import protocol_lines
 from goal_plugin.analysis.stats import PAIRED, WELCH, WILCOXON
 from goal_plugin.analysis.summary import ACROSS_SCOPE, DATASET_SCOPE
 
@@ -197,6 +200,7 @@ def _value_table(title, summary, method_rows, columns, lead_header=("Method",)) 
         (labels, [cells.get((m, c), Cell("–")) for c in columns]) for labels, m in method_rows
     ]
     notes = _value_notes(summary, found.values(), usual_n)
+    notes += protocol_lines(summary.protocols, [column[0] for column in columns])
     return Table(
         title,
         list(lead_header),
@@ -290,7 +294,16 @@ def _across_table(summary: Summary) -> Table:
     notes += list(
         dict.fromkeys(n for n in rows["note"] if isinstance(n, str) and n and n != "reference")
     )
+    notes += protocol_lines(summary.protocols, _unit_datasets(summary))
     return Table("Across datasets", ["Method"], groups, columns, table_rows, notes)
+
+
+def _unit_datasets(summary: Summary, metric: str | None = None) -> list[str]:
+    """The datasets whose (dataset, backbone) units an across-datasets row pools."""
+    rows = summary.table[summary.table["scope"] == DATASET_SCOPE]
+    if metric is not None:
+        rows = rows[rows["metric"] == metric]
+    return list(dict.fromkeys(rows["dataset"]))
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -447,6 +460,8 @@ def render_terminal(summary: Summary) -> str:
         lines.append(f"{where} · {metric} ({direction} is better)")
         lines += _text_table(_terminal_rows(block, metric, scope == ACROSS_SCOPE))
         lines += [f"  {note}" for note in notes]
+        datasets = _unit_datasets(summary, metric) if scope == ACROSS_SCOPE else [dataset]
+        lines += [f"  {line}" for line in protocol_lines(summary.protocols, datasets)]
         lines.append("")
     lines += _general_notes(summary, "  ")
     return "\n".join(lines).rstrip() + "\n"

@@ -31,6 +31,8 @@ from goal_plugin.data.frames import SAMPLINGS, FrameReader, decode_frame
 
 LOG = logging.getLogger("goal_plugin.data")
 MODALITIES = ("audio", "visual")
+# Defaults of ``val_fraction`` and ``split_seed`` for datasets without a validation list.
+VAL_FRACTION, SPLIT_SEED = 0.1, 0
 
 
 @dataclass(frozen=True)
@@ -88,9 +90,9 @@ class EmptySplitError(ValueError):
 
 class AudioVisualDataset(Dataset):
     """Lazily read audio-visual clips; ``modalities``, ``sample_shapes``,
-    ``num_classes``, ``class_names`` as ``MultimodalDataset``; ``skipped`` counts the
-    clips dropped by ``skip_missing`` (``{"missing": n, "malformed": m}``) and
-    ``problems`` their errors."""
+    ``num_classes``, ``class_names``, ``protocol`` as ``MultimodalDataset``;
+    ``skipped`` counts the clips dropped by ``skip_missing`` (``{"missing": n,
+    "malformed": m}``) and ``problems`` their errors."""
 
     modalities = MODALITIES
 
@@ -104,9 +106,10 @@ class AudioVisualDataset(Dataset):
         name: str,
         split: str,
         layout: str,
+        protocol: str,
         skip_missing: bool = False,
     ):
-        self.name, self.split, self.layout = name, split, layout
+        self.name, self.split, self.layout, self.protocol = name, split, layout, protocol
         self.audio, self.frames = audio, frames
         self.class_names = list(class_names)
         self.num_classes = len(self.class_names)
@@ -228,6 +231,17 @@ def train_val_part(
     trial of a sweep validates on the same clips."""
     train, val = stratified_split(np.asarray(labels), (1 - val_fraction, val_fraction), split_seed)
     return train if split == "train" else val
+
+
+def held_out_val_protocol(
+    train_list: str, test_list: str, val_fraction: float, split_seed: int, about_lists: str = ""
+) -> str:
+    """The protocol of a train / test list pair whose ``val`` is held out of the train
+    list by ``train_val_part``; ``about_lists`` says where the lists come from."""
+    return (
+        f"lists {train_list} / {test_list}{about_lists}; val: {100 * val_fraction:g}% of "
+        f"{train_list}, stratified by class, split_seed {split_seed}"
+    )
 
 
 def frame_reader(

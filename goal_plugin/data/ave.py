@@ -35,6 +35,7 @@ LAYOUTS = {
     "balancebenchmark": ("Annotations.txt", "audio", "visual"),
 }
 SPLIT_FILES = {"train": "trainSet.txt", "val": "valSet.txt", "test": "testSet.txt"}
+PROTOCOL = "official lists trainSet.txt / valSet.txt / testSet.txt"
 ROW = "rows 'Category&VideoID&Quality&StartTime&EndTime'"
 ROOT_HELP = "Annotations.txt, trainSet.txt, valSet.txt, testSet.txt, visual/ and audio_spec/ (OGM-GE) or audio/ (BalanceBenchmark)"
 
@@ -102,5 +103,6 @@ def ave(
         name="ave",
         split=split,
         layout=layout,
+        protocol=PROTOCOL,
         skip_missing=skip_missing,
     )

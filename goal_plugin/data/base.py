@@ -14,6 +14,8 @@ from goal_plugin._registry import Registry
 
 DATASETS = Registry("dataset", "goal_plugin.datasets")
 SPLITS = ("train", "val", "test")
+# What a run records for a dataset object without a ``protocol`` (a plugin written before it).
+UNSTATED_PROTOCOL = "not stated by the dataset (it sets no protocol)"
 
 
 def list_datasets() -> list[str]:
@@ -27,11 +29,20 @@ def build_dataset(name: str, root: str | None = None, split: str = "train", **op
     return DATASETS.create(name, root, split, **options)
 
 
+def dataset_protocol(dataset: object) -> str:
+    """The evaluation protocol a dataset object states (its ``protocol`` text: where
+    train, val and test come from), or ``UNSTATED_PROTOCOL``."""
+    protocol = getattr(dataset, "protocol", None)
+    return protocol if isinstance(protocol, str) and protocol.strip() else UNSTATED_PROTOCOL
+
+
 class MultimodalDataset(Dataset):
     """Samples ``{modality: Tensor, "label": Tensor}``; every modality held in memory.
 
     ``modalities`` gives the modality order, ``sample_shapes`` the per-sample
-    shape of each modality, ``num_classes`` and ``class_names`` the label space.
+    shape of each modality, ``num_classes`` and ``class_names`` the label space,
+    ``protocol`` the evaluation protocol in words (how train, val and test were
+    formed; recorded with every run and printed under the tables).
     """
 
     def __init__(
@@ -40,6 +51,8 @@ class MultimodalDataset(Dataset):
         labels: Tensor,
         num_classes: int,
         class_names: Sequence[str] | None = None,
+        *,
+        protocol: str | None = None,
     ):
         self.data = {m: x.contiguous() for m, x in modalities.items()}
         self.labels = labels.long()
@@ -49,6 +62,7 @@ class MultimodalDataset(Dataset):
         self.modalities = tuple(self.data)
         self.num_classes = int(num_classes)
         self.class_names = list(class_names) if class_names else [str(c) for c in range(num_classes)]
+        self.protocol = protocol
 
     @property
     def sample_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -62,14 +76,19 @@ class MultimodalDataset(Dataset):
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Tensor]]:
         index = torch.as_tensor(indices)
-        batch = {**{m: x[index] for m, x in self.data.items()}, "label": self.labels[index]}
-        return [batch]  # already a batch; see ``collate_batch``
+        return [ReadyBatch({**{m: x[index] for m, x in self.data.items()}, "label": self.labels[index]})]
+
+
+class ReadyBatch(dict):
+    """A whole batch made by a dataset's ``__getitems__`` (one indexing per modality);
+    ``collate_batch`` passes it through instead of stacking it again."""
 
 
 def collate_batch(samples: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-    """Collate for ``MultimodalDataset``: ``__getitems__`` returns one ready batch."""
-    if len(samples) == 1 and samples[0]["label"].dim() == 1:
-        return samples[0]
+    """Collate: a ``ReadyBatch`` as it is (whatever its labels' shape: class indices,
+    regression targets or multi-hot rows), single samples stacked."""
+    if len(samples) == 1 and isinstance(samples[0], ReadyBatch):
+        return dict(samples[0])
     return torch.utils.data.default_collate(samples)
 
 

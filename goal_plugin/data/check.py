@@ -6,6 +6,13 @@ the clips counted, how many have a missing or a malformed file, and the first
 problems found. Errors that concern the whole dataset (no root, no list file, a
 malformed list line, an unknown option) are raised as ``ValueError`` as training
 would raise them. Embedded datasets have no files and report their sample counts.
+
+The feature-pickle datasets (``SEQUENCE_DATASETS``: MOSI, MOSEI, MELD, IEMOCAP) read
+and check every array of a split when it is built: a pickle that is missing counts
+as a missing file of each split, one that is unreadable or lacks a key, an array of
+the wrong rank or a label out of range as a malformed one (the example says which
+file and key); their ``notes`` (non-finite values replaced by 0, label disagreements
+with the MELD CSVs, dropped samples) are listed without making the split fail.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from dataclasses import dataclass, field
 
 from goal_plugin.data.av import LOG, AudioVisualDataset, EmptySplitError
 from goal_plugin.data.base import DATASETS, SPLITS, build_dataset
+from goal_plugin.data.files import DataError
+from goal_plugin.data.sequences import SEQUENCE_DATASETS, SequenceDataset
 
 EXAMPLES = 5
 
@@ -30,6 +39,7 @@ class SplitCheck:
     missing: int = 0
     malformed: int = 0
     examples: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was read but changed or counted
 
     @property
     def ok(self) -> bool:
@@ -55,7 +65,17 @@ def check_data(
         except EmptySplitError as error:
             results.append(_from_problems(dataset, split, error.problems, kept=0))
             continue
-        if isinstance(data, AudioVisualDataset):
+        except DataError as error:
+            if dataset not in SEQUENCE_DATASETS:
+                raise
+            missing = int(error.missing)
+            results.append(
+                SplitCheck(dataset, split, error.layout, 0, missing, 1 - missing, [error.one_line()])
+            )
+            continue
+        if isinstance(data, SequenceDataset):
+            results.append(SplitCheck(dataset, split, data.layout, len(data), notes=data.notes))
+        elif isinstance(data, AudioVisualDataset):
             results.append(
                 _from_problems(dataset, split, data.problems, kept=len(data), layout=data.layout)
             )
@@ -99,4 +119,10 @@ def format_check(results: Iterable[SplitCheck]) -> str:
         )
     for r in results:
         lines.extend(f"  {r.dataset} {r.split}: {example}" for example in r.examples)
+        lines.extend(f"  {r.dataset} {r.split} (note): {note}" for note in r.notes)
     return "\n".join(lines)
+
+
+def reads_files(dataset: str) -> bool:
+    """Whether registered ``dataset`` reads its data from files under a data_root."""
+    return dataset in SEQUENCE_DATASETS or "skip_missing" in DATASETS.options(dataset)

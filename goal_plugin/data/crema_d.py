@@ -9,20 +9,32 @@ Both layouts use the same lists, ``train.csv`` and ``test.csv`` (no header, rows
 - ``balancebenchmark``: ``audio/<clip>.pt`` holding a Kaldi fbank (T, 128) or
   (1, T, 128), frames ``visual/<clip>/frame_00001.jpg ...``.
 
-CREMA-D has no validation list: ``val`` is a stratified ``val_fraction`` of
-``train.csv`` fixed by ``split_seed`` (independent of the training seed), and
-``train`` is the rest; ``test`` is ``test.csv``.
+Two evaluation protocols (``protocol``):
+
+- ``ogm_ge`` (default): ``test`` is ``test.csv``; CREMA-D has no validation list,
+  so ``val`` is a stratified ``val_fraction`` of ``train.csv`` fixed by
+  ``split_seed`` (independent of the training seed), and ``train`` is the rest.
+  OGM-GE's public lists share actors between train and test.
+- ``actor_disjoint``: the clips of both lists pooled and split by actor (the
+  first ``_``-field of the clip id) with the pinned actor split shipped in
+  ``definitions/crema_d_actor_split.json`` (73 / 9 / 9 of the 91 actors, balanced
+  by sex), so that no actor is in two of train, val and test.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
+import json
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 
 from goal_plugin import _validation as check
 from goal_plugin.data.audio import PT_FBANK, STFT_PADDINGS, WAV_RECIPES
 from goal_plugin.data.av import (
+    SPLIT_SEED,
+    VAL_FRACTION,
     AudioVisualDataset,
     Clip,
     StoredAudio,
@@ -31,6 +43,7 @@ from goal_plugin.data.av import (
     check_val_split,
     detect_layout,
     frame_reader,
+    held_out_val_protocol,
     resolve_label_order,
     train_val_part,
 )
@@ -42,6 +55,8 @@ LAYOUTS = {
     "ogm_ge": ("AudioWAV", "Image-01-FPS"),
     "balancebenchmark": ("audio", "visual"),
 }
+PROTOCOLS = ("ogm_ge", "actor_disjoint")
+ACTOR_SPLIT = "definitions/crema_d_actor_split.json"
 ROOT_HELP = (
     "train.csv, test.csv and AudioWAV/ + Image-01-FPS/ (OGM-GE layout) or audio/ + visual/ "
     "(BalanceBenchmark layout)"
@@ -60,6 +75,63 @@ def read_list(path: Path, layout: str) -> list[tuple[str, str]]:
     return rows
 
 
+@functools.lru_cache(maxsize=1)
+def pinned_actor_split() -> dict:
+    """The shipped actor split: ``train`` / ``val`` / ``test`` actor ids, its
+    ``version`` and ``how_drawn``."""
+    with resources.files("goal_plugin.data").joinpath(ACTOR_SPLIT).open("rb") as handle:
+        return json.load(handle)
+
+
+def actor_of(clip: str) -> str:
+    """The actor id of a CREMA-D clip ``<actor>_<sentence>_<EMO>_<level>``."""
+    return clip.split("_", 1)[0]
+
+
+def actor_disjoint_part(rows: list[tuple[str, str, Path]], split: str) -> list[tuple[str, str]]:
+    """The (clip, emotion) rows of ``split`` under the pinned actor split; ``rows``
+    carry the list file each came from, named when a clip's actor is in no part."""
+    part_of = {
+        str(actor): part for part in ("train", "val", "test") for actor in pinned_actor_split()[part]
+    }
+    chosen = {}
+    for name, emotion, source in rows:
+        part = part_of.get(actor_of(name))
+        if part is None:
+            raise ValueError(
+                f"{source}: clip {name!r} has actor {actor_of(name)!r}, which is in no part of the "
+                f"pinned actor split (CREMA-D actors 1001-1091; protocol actor_disjoint)"
+            )
+        if part == split:
+            chosen.setdefault(name, emotion)  # a clip listed in both files is one sample
+    return list(chosen.items())
+
+
+def protocol_description(
+    protocol: str, train_list: str, test_list: str, val_fraction: float, split_seed: int
+) -> str:
+    """The protocol in words, as recorded with every run and printed under the tables."""
+    if protocol == "ogm_ge":
+        public = (train_list, test_list) == ("train.csv", "test.csv")
+        about = " (OGM-GE's public lists: train and test share actors)" if public else ""
+        return held_out_val_protocol(train_list, test_list, val_fraction, split_seed, about)
+    pinned = pinned_actor_split()
+    counts = " / ".join(str(len(pinned[part])) for part in ("train", "val", "test"))
+    return (
+        f"actor-disjoint: {train_list} + {test_list} pooled, split by actor {counts} "
+        f"(train / val / test; pinned {pinned['name']} v{pinned['version']}, balanced by sex)"
+    )
+
+
+def check_protocol(protocol: str, val_fraction: float, split_seed: int) -> None:
+    check.choice("protocol", protocol, PROTOCOLS)
+    if protocol == "actor_disjoint" and (val_fraction, split_seed) != (VAL_FRACTION, SPLIT_SEED):
+        raise ValueError(
+            "val_fraction / split_seed hold val out of train.csv under protocol ogm_ge only; "
+            "protocol actor_disjoint takes val from its pinned actor split: leave them unset"
+        )
+
+
 @DATASETS.register("crema_d")
 def crema_d(
     root: str | None,
@@ -74,8 +146,9 @@ def crema_d(
     num_frames: int = 2,
     frame_sampling: str = "segment_start",
     image_size: int = 224,
-    val_fraction: float = 0.1,
-    split_seed: int = 0,
+    protocol: str = "ogm_ge",
+    val_fraction: float = VAL_FRACTION,
+    split_seed: int = SPLIT_SEED,
     cache_dir: str | None = None,
     skip_missing: bool = False,
 ) -> AudioVisualDataset:
@@ -88,14 +161,17 @@ def crema_d(
     (default) or fbank. stft_padding: reflect (librosa <= 0.8, OGM-GE's environment)
     or constant (librosa >= 0.9) padding of the spectrogram's centred frames.
     num_frames: frames per clip (2, as OGM-GE). frame_sampling: segment_start |
-    segment_random. image_size: frame side (224 in the papers). val_fraction /
-    split_seed: the validation part of train.csv. cache_dir: cache of the features
+    segment_random. image_size: frame side (224 in the papers). protocol: ogm_ge
+    (test.csv is test; val held out of train.csv) or actor_disjoint (both lists
+    pooled and split by the pinned actor split). val_fraction / split_seed (ogm_ge
+    only): the validation part of train.csv. cache_dir: cache of the features
     computed from WAVs. skip_missing: drop clips whose files are missing or
     malformed (counted per split) instead of failing.
     """
     root_path = require_root(root, "crema_d", ROOT_HELP)
     layout = detect_layout(root_path, LAYOUTS, layout, "crema_d")
     check_val_split(val_fraction, split_seed)
+    check_protocol(protocol, val_fraction, split_seed)
     check_flag("skip_missing", skip_missing)
     if cache_dir is not None and not isinstance(cache_dir, str):
         raise ValueError(f"cache_dir must be a folder path or null, got {cache_dir!r}")
@@ -115,10 +191,20 @@ def crema_d(
         audio, audio_dir, suffix = StoredAudio(PT_FBANK, layout), root_path / "audio", ".pt"
         frames_dir, pattern = root_path / "visual", "frame_00001.jpg, ..."
     frames = frame_reader(split, num_frames, image_size, frame_sampling, layout, pattern)
-    rows = read_list(root_path / (test_list if split == "test" else train_list), layout)
-    labels = [classes.index(emotion) for _, emotion in rows]
-    if split != "test":
-        rows = [rows[i] for i in train_val_part(labels, split, val_fraction, split_seed)]
+    if protocol == "actor_disjoint":
+        rows = actor_disjoint_part(
+            [
+                (name, emotion, path)
+                for path in (root_path / train_list, root_path / test_list)
+                for name, emotion in read_list(path, layout)
+            ],
+            split,
+        )
+    else:
+        rows = read_list(root_path / (test_list if split == "test" else train_list), layout)
+        labels = [classes.index(emotion) for _, emotion in rows]
+        if split != "test":
+            rows = [rows[i] for i in train_val_part(labels, split, val_fraction, split_seed)]
     clips = [
         Clip(name, classes.index(emotion), audio_dir / f"{name}{suffix}", frames_dir / name)
         for name, emotion in rows
@@ -131,5 +217,6 @@ def crema_d(
         name="crema_d",
         split=split,
         layout=layout,
+        protocol=protocol_description(protocol, train_list, test_list, val_fraction, split_seed),
         skip_missing=skip_missing,
     )

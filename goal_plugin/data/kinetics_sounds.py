@@ -20,6 +20,8 @@ from pathlib import Path
 from goal_plugin import _validation as check
 from goal_plugin.data.audio import NPY_FBANK, PKL_SPECTROGRAM
 from goal_plugin.data.av import (
+    SPLIT_SEED,
+    VAL_FRACTION,
     AudioVisualDataset,
     Clip,
     StoredAudio,
@@ -27,6 +29,7 @@ from goal_plugin.data.av import (
     check_val_split,
     detect_layout,
     frame_reader,
+    held_out_val_protocol,
     train_val_part,
 )
 from goal_plugin.data.base import DATASETS
@@ -69,8 +72,8 @@ def kinetics_sounds(
     num_frames: int = 3,
     frame_sampling: str = "segment_start",
     image_size: int = 224,
-    val_fraction: float = 0.1,
-    split_seed: int = 0,
+    val_fraction: float = VAL_FRACTION,
+    split_seed: int = SPLIT_SEED,
     skip_missing: bool = False,
 ) -> AudioVisualDataset:
     """Kinetics-Sounds from ``root`` (options in docs/datasets.md).
@@ -92,8 +95,8 @@ def kinetics_sounds(
         raise ValueError(
             f"class_names must list {num_classes} names (num_classes), got {class_names!r}"
         )
-    default_train, default_test = LISTS[layout]
-    list_name = (test_list or default_test) if split == "test" else (train_list or default_train)
+    train_list, test_list = train_list or LISTS[layout][0], test_list or LISTS[layout][1]
+    list_name = test_list if split == "test" else train_list
     rows = read_list(root_path / list_name, layout, num_classes)
     if split != "test":
         rows = [
@@ -116,5 +119,6 @@ def kinetics_sounds(
         name="kinetics_sounds",
         split=split,
         layout=layout,
+        protocol=held_out_val_protocol(train_list, test_list, val_fraction, split_seed),
         skip_missing=skip_missing,
     )

@@ -67,4 +67,9 @@ def mfeat(
         values = arrays[view].astype(np.float32)
         mean, std = values[train].mean(axis=0), values[train].std(axis=0)
         modalities[view] = torch.from_numpy((values[chosen] - mean) / np.where(std > 0, std, 1))
-    return MultimodalDataset(modalities, torch.from_numpy(labels[chosen]), 10)
+    shares = " / ".join(f"{100 * f:g}" for f in fractions)
+    protocol = (
+        f"stratified {shares} % train / val / test parts of the {len(labels)} digits "
+        f"(disjoint; split_seed {split_seed})"
+    )
+    return MultimodalDataset(modalities, torch.from_numpy(labels[chosen]), 10, protocol=protocol)

@@ -113,4 +113,8 @@ def synthetic(
         latent = means[m][shown] + noise * rng.standard_normal((count, latent_dim))
         values = (latent @ maps[m]).astype(np.float32).reshape(count, *shapes[m])
         data[name] = torch.from_numpy(values)
-    return MultimodalDataset(data, torch.from_numpy(labels), num_classes)
+    protocol = (
+        "generated: train / val / test drawn independently from the same task "
+        f"({' / '.join(map(str, sizes))} samples, data_seed {data_seed})"
+    )
+    return MultimodalDataset(data, torch.from_numpy(labels), num_classes, protocol=protocol)

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from goal_plugin.engine.config import DEFAULTS, HARNESS_KEYS, ConfigError
+from goal_plugin.engine.config import DEFAULTS, HARNESS_KEYS, RECORDED_KEY, ConfigError
 from goal_plugin.registry import STRATEGIES
 
 SUMMARY_KEYS = (
@@ -86,7 +86,8 @@ def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict
 
 
 def load_run_config(folder: str | Path) -> dict[str, Any]:
-    """The config a run folder was started with (its ``config.json``)."""
+    """The config a run folder was started with (its ``config.json``, without the
+    protocol recorded there; a resumed run checks it against its checkpoint's)."""
     folder = Path(folder)
     config_file = folder / "config.json"
     if not config_file.is_file():
@@ -99,6 +100,7 @@ def load_run_config(folder: str | Path) -> dict[str, Any]:
         raise ConfigError(
             f"{str(config_file)!r} must hold a JSON object of config keys, got {type(data).__name__}"
         )
+    data.pop(RECORDED_KEY, None)
     return data
 
 
@@ -158,4 +160,6 @@ def format_summary(results: Mapping[str, Any]) -> str:
         value = final[key]
         shown = f"{value:.4f}" if isinstance(value, float) else json.dumps(value)
         lines.append(f"  {key:<{width}}  {shown}")
+    dataset = results["config"]["dataset"]
+    lines.append(f"Evaluation protocol ({dataset}): {results[RECORDED_KEY]}")
     return "\n".join(lines)

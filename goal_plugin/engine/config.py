@@ -8,7 +8,8 @@ lr_gamma, grad_clip, the strategy's harness settings (unimodal_loss_weight,
 warmup_unimodal_loss_weight, logits_source, modulation_starts,
 modulation_ends; ``None`` = the recipe's default), num_workers, device, amp,
 diagnostics. Every check runs before any data is loaded and raises
-``ConfigError`` naming the key.
+``ConfigError`` naming the key. ``data_protocol`` (``RECORDED_KEY``) is no
+config key: a run records there the evaluation protocol its dataset states.
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# Recorded beside the config in a run's config.json and final metrics; never set.
+RECORDED_KEY = "data_protocol"
+
+
 class ConfigError(ValueError):
     """A trial configuration that cannot run; the message names the key."""
 
@@ -119,6 +124,11 @@ def resolve_config(raw: Mapping[str, Any] | None = None) -> TrialConfig:
     for key, value in raw.items():
         if key in DEFAULTS:
             values[key] = value
+        elif key == RECORDED_KEY:
+            raise ConfigError(
+                f"{RECORDED_KEY} is recorded by a run, not set: choose a dataset's protocol "
+                "with its options (e.g. dataset_options.protocol for crema_d)"
+            )
         elif key in hparam_names:
             hparams[key] = value
         else:

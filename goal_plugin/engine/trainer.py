@@ -40,8 +40,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from goal_plugin.data import DataError, build_dataset, collate_batch
+from goal_plugin.data.base import dataset_protocol
 from goal_plugin.engine import checkpoint as ckpt
-from goal_plugin.engine.config import ConfigError, TrialConfig, resolve_config
+from goal_plugin.engine.config import RECORDED_KEY, ConfigError, TrialConfig, resolve_config
 from goal_plugin.engine.metrics import (
     accuracy,
     canonical_correlations,
@@ -98,6 +99,7 @@ class Run:
     scheduler: Any
     scaler: torch.amp.GradScaler
     amp_dtype: torch.dtype | None
+    data_protocol: str  # how the dataset formed train / val / test, in words
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -152,7 +154,19 @@ def prepare(config: TrialConfig) -> Run:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
-    return Run(config, device, splits, model, strategy, harness, optimizer, scheduler, scaler, amp_dtype)
+    return Run(
+        config,
+        device,
+        splits,
+        model,
+        strategy,
+        harness,
+        optimizer,
+        scheduler,
+        scaler,
+        amp_dtype,
+        dataset_protocol(train),
+    )
 
 
 def _optimizer(config: TrialConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -422,6 +436,7 @@ def diagnostics(run: Run) -> dict[str, float]:
 def _state(run: Run, epoch: int, history: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "config_fingerprint": run.config.fingerprint(),
+        RECORDED_KEY: run.data_protocol,
         "epoch": epoch,
         "model": run.model.state_dict(),
         "optimizer": run.optimizer.state_dict(),
@@ -431,6 +446,17 @@ def _state(run: Run, epoch: int, history: list[dict[str, Any]]) -> dict[str, Any
         "rng": ckpt.capture_rng(),
         "history": history,
     }
+
+
+def _check_same_protocol(run: Run, state: dict[str, Any], source: Path) -> None:
+    """A run continues only under the protocol it started with (the dataset's pinned
+    splits could differ between installations of the package)."""
+    recorded = state.get(RECORDED_KEY, run.data_protocol)  # absent from older checkpoints
+    if recorded != run.data_protocol:
+        raise ckpt.CheckpointError(
+            f"{str(ckpt.checkpoint_file(source))!r} was evaluated under the protocol "
+            f"{recorded!r}, this installation gives {run.data_protocol!r}; start a new run"
+        )
 
 
 def _restore(run: Run, state: dict[str, Any]) -> None:
@@ -447,6 +473,7 @@ def _restore(run: Run, state: dict[str, Any]) -> None:
 def _summary(run: Run, history: list[dict[str, Any]], extra: dict[str, Any], finished: bool) -> dict[str, Any]:
     results: dict[str, Any] = {
         "config": run.config.as_dict(),
+        RECORDED_KEY: run.data_protocol,
         "fingerprint": run.config.fingerprint(),
         "modalities": list(run.modalities),
         "finished": finished,
@@ -454,7 +481,7 @@ def _summary(run: Run, history: list[dict[str, Any]], extra: dict[str, Any], fin
     }
     if finished:
         best = max(range(len(history)), key=lambda e: history[e]["val_acc"])
-        final = {**history[-1], **extra}
+        final = {**history[-1], **extra, RECORDED_KEY: run.data_protocol}
         final.update(
             best_val_epoch=best,
             best_val_acc=history[best]["val_acc"],
@@ -463,6 +490,12 @@ def _summary(run: Run, history: list[dict[str, Any]], extra: dict[str, Any], fin
         )
         results["final"] = final
     return results
+
+
+def _recorded_config(config: TrialConfig, data_protocol: str) -> dict[str, Any]:
+    """What a run folder's ``config.json`` holds: the config and, under
+    ``RECORDED_KEY``, the evaluation protocol the dataset stated."""
+    return {**config.as_dict(), RECORDED_KEY: data_protocol}
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -515,20 +548,23 @@ def fit(
     run = prepare(config)
     output = Path(output_dir) if output_dir is not None else None
     checkpoint_dir = output / "checkpoint" if output is not None else None
+    state = None
+    if resume_from is not None:  # checked before the run folder's config.json is rewritten
+        source = Path(resume_from)
+        if (source / "checkpoint").is_dir():
+            source = source / "checkpoint"
+        state = ckpt.load_checkpoint(source, config.fingerprint())
+        _check_same_protocol(run, state, source)
     if output is not None:
         resumed_here = resume_from is not None and output.resolve() in (
             Path(resume_from).resolve(),
             *Path(resume_from).resolve().parents,
         )
         claim_run_folder(output, resuming=resumed_here, overwrite=overwrite)
-        _write_json(output / "config.json", config.as_dict())
+        _write_json(output / "config.json", _recorded_config(config, run.data_protocol))
     history: list[dict[str, Any]] = []
     start_epoch = 0
-    if resume_from is not None:
-        source = Path(resume_from)
-        if (source / "checkpoint").is_dir():
-            source = source / "checkpoint"
-        state = ckpt.load_checkpoint(source, config.fingerprint())
+    if state is not None:
         _restore(run, state)
         history = list(state["history"])
         start_epoch = state["epoch"] + 1

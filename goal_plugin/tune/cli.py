@@ -23,8 +23,8 @@ def main_sweep(args: argparse.Namespace) -> int:
             spec = spec.with_data_roots(parse_data_roots(spec, args.data_root))
         check_data_roots_given(spec)
         if args.skip_missing:
-            from_files = {c.config["dataset"] for c in spec.cells if _file_backed(c.config["dataset"])}
-            spec = spec.with_dataset_option(from_files, "skip_missing", True)
+            skipping = {c.config["dataset"] for c in spec.cells if _takes_skip_missing(c.config["dataset"])}
+            spec = spec.with_dataset_option(skipping, "skip_missing", True)
         if args.check_data:
             return check_space_data(spec)
         reference = check_reference(spec, args.reference)
@@ -60,10 +60,16 @@ def main_sweep(args: argparse.Namespace) -> int:
     return 1
 
 
-def _file_backed(dataset: str) -> bool:
+def _takes_skip_missing(dataset: str) -> bool:
     from goal_plugin.data import DATASETS
 
-    return "skip_missing" in DATASETS.options(dataset)  # the datasets read from files take it
+    return "skip_missing" in DATASETS.options(dataset)
+
+
+def _file_backed(dataset: str) -> bool:
+    from goal_plugin.data.check import reads_files
+
+    return reads_files(dataset)
 
 
 def parse_data_roots(spec, values: list[str]) -> dict[str, str]:
