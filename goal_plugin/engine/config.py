@@ -6,8 +6,9 @@ hyperparameters as flat keys (temperature, space, alpha, ...), seed, epochs,
 batch_size, optimizer, lr, momentum, weight_decay, scheduler, lr_step_size,
 lr_gamma, grad_clip, the strategy's harness settings (unimodal_loss_weight,
 warmup_unimodal_loss_weight, logits_source, modulation_starts,
-modulation_ends; ``None`` = the recipe's default), num_workers, device, amp,
-diagnostics. Every check runs before any data is loaded and raises
+modulation_ends; ``None`` = the recipe's default), regression_head and
+beta_nll (read only when the dataset's task is regression; see tasks.py),
+num_workers, device, amp, diagnostics. Every check runs before any data is loaded and raises
 ``ConfigError`` naming the key. ``data_protocol`` (``RECORDED_KEY``) is no
 config key: a run records there the evaluation protocol its dataset states.
 """
@@ -24,6 +25,7 @@ import torch
 
 from goal_plugin import _validation as check
 from goal_plugin.data import DATASETS
+from goal_plugin.engine.tasks import REGRESSION_HEADS
 from goal_plugin.models import BACKBONES, FUSIONS
 from goal_plugin.registry import STRATEGIES, create_strategy
 from goal_plugin.strategies.base import HarnessDefaults, Strategy
@@ -60,6 +62,8 @@ DEFAULTS: dict[str, Any] = {
     "lr_gamma": 0.1,
     "grad_clip": None,
     **{key: None for key in HARNESS_KEYS},
+    "regression_head": "gaussian",
+    "beta_nll": 0.5,
     "num_workers": 0,
     "device": "cpu",
     "amp": None,
@@ -163,6 +167,8 @@ def _validate(config: TrialConfig) -> None:
         ("lr_step_size", lambda: check.integer("lr_step_size", v["lr_step_size"], minimum=1)),
         ("lr_gamma", lambda: check.positive("lr_gamma", v["lr_gamma"])),
         ("num_workers", lambda: check.integer("num_workers", v["num_workers"], minimum=0)),
+        ("regression_head", lambda: check.choice("regression_head", v["regression_head"], REGRESSION_HEADS)),
+        ("beta_nll", lambda: check.non_negative("beta_nll", v["beta_nll"], maximum=1.0)),
         ("strategy", config.build_strategy),
         ("strategy", lambda: config.harness(config.build_strategy())),
     ]

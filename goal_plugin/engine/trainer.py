@@ -36,20 +36,15 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from goal_plugin.data import DataError, build_dataset, collate_batch
 from goal_plugin.data.base import dataset_protocol
 from goal_plugin.engine import checkpoint as ckpt
 from goal_plugin.engine.config import RECORDED_KEY, ConfigError, TrialConfig, resolve_config
-from goal_plugin.engine.metrics import (
-    accuracy,
-    canonical_correlations,
-    linear_probe_accuracy,
-    macro_f1,
-)
+from goal_plugin.engine.metrics import canonical_correlations, linear_probe_accuracy
 from goal_plugin.engine.run_folder import claim_run_folder
+from goal_plugin.engine.tasks import TASKS, Task
 from goal_plugin.models import MultimodalNetwork, build_network
 from goal_plugin.strategies.base import HarnessDefaults, Strategy
 
@@ -100,6 +95,7 @@ class Run:
     scaler: torch.amp.GradScaler
     amp_dtype: torch.dtype | None
     data_protocol: str  # how the dataset formed train / val / test, in words
+    task: Task
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -118,11 +114,12 @@ def prepare(config: TrialConfig) -> Run:
     except ValueError as error:
         raise ConfigError(f"dataset_options / data_root of dataset {config.dataset!r}: {error}") from None
     train = splits["train"]
+    task = _task(config, train)
     try:
         model = build_network(
             config.backbone,
             train.sample_shapes,
-            train.num_classes,
+            task.outputs,
             fusion=config.fusion,
             backbone_options=config.backbone_options,
         ).to(device)
@@ -130,6 +127,8 @@ def prepare(config: TrialConfig) -> Run:
         raise ConfigError(f"backbone / backbone_options ({config.backbone!r}): {error}") from None
     strategy = config.build_strategy()
     harness = config.harness(strategy)
+    if strategy.reads not in ("nothing", task.heads_read):
+        raise ConfigError(_unsupported_strategy(config, task, strategy.reads))
     if len(model.modalities) < 2:
         if config.strategy != "none":
             raise ConfigError(
@@ -166,6 +165,39 @@ def prepare(config: TrialConfig) -> Run:
         scaler,
         amp_dtype,
         dataset_protocol(train),
+        task,
+    )
+
+
+def _task(config: TrialConfig, train) -> Task:
+    """The dataset's task (classification when it states none) with the config's head settings."""
+    name = getattr(train, "task", "classification")
+    if name not in TASKS:
+        raise ConfigError(f"dataset {config.dataset!r} states task {name!r}; the engine trains {', '.join(TASKS)}")
+    return Task(
+        name,
+        train.num_classes,
+        regression_head=config.regression_head,
+        beta_nll=config.beta_nll,
+        score_range=getattr(train, "score_range", None),
+    )
+
+
+def _unsupported_strategy(config: TrialConfig, task: Task, reads: str) -> str:
+    """Why the strategy cannot train this task, and what can."""
+    heads = {"nothing": "heads whose outputs no magnitude step reads", "gaussian": "Gaussian heads"}
+    what = f"{task.name} ({config.regression_head} head)" if task.name == "regression" else task.name
+    fix = {
+        "gaussian": "uncertainty: variance (al, goal)",
+        "nothing": "a recipe without a magnitude step (none, none_uniloss, go)",
+    }.get(task.heads_read, "")
+    if task.name == "regression" and task.heads_read == "nothing":
+        fix += ", or regression_head: gaussian with al / goal and uncertainty: variance"
+    if reads == "gaussian" and task.heads_read == "class_probabilities":
+        fix = "uncertainty: entropy (the default)"
+    return (
+        f"strategy {config.strategy!r} reads {reads.replace('_', ' ')} from the unimodal heads, but a "
+        f"{what} task gives {heads.get(task.heads_read, 'class logits')}; use {fix}"
     )
 
 
@@ -262,8 +294,8 @@ def train_epoch(run: Run, epoch: int, progress: bool = False) -> dict[str, Any]:
                 logits_source=run.harness.logits_source,
                 detach_heads=unimodal_weight == 0,
             )
-            fused_loss = F.cross_entropy(out.fused_logits, labels)
-            unimodal_loss = sum(F.cross_entropy(z, labels) for z in out.unimodal_logits.values())
+            fused_loss = run.task.loss(out.fused_logits, labels)
+            unimodal_loss = sum(run.task.loss(z, labels) for z in out.unimodal_logits.values())
             loss = fused_loss + head_weight * unimodal_loss
         run.scaler.scale(loss).backward()
         run.scaler.unscale_(run.optimizer)
@@ -276,7 +308,7 @@ def train_epoch(run: Run, epoch: int, progress: bool = False) -> dict[str, Any]:
         run.scaler.update()
         with torch.no_grad():
             objective = fused_loss + unimodal_weight * unimodal_loss
-            correct = (out.fused_logits.argmax(1) == labels).sum()
+            correct = run.task.correct(out.fused_logits, labels)
             step_totals[step] = torch.stack([objective * len(labels), fused_loss * len(labels), correct])
         seen += len(labels)
     per_step = step_totals.cpu()  # the epoch's one read of its training numbers
@@ -288,7 +320,7 @@ def train_epoch(run: Run, epoch: int, progress: bool = False) -> dict[str, Any]:
     metrics = {
         "train_loss": loss_sum / seen,
         "train_fused_loss": fused_sum / seen,
-        "train_acc": correct_sum / seen,
+        **({"train_acc": correct_sum / seen} if run.task.name == "classification" else {}),
         "modulating": modulating and run.strategy is not None,
         "unimodal_loss_weight": unimodal_weight,
         **stats.as_metrics(run.modalities),
@@ -378,11 +410,11 @@ def collect(run: Run, split: str) -> dict[str, torch.Tensor]:
         logits = torch.cat([out.fused_logits, *out.unimodal_logits.values()], dim=1)
         rows = {
             "label": batch["label"],
-            "pred": out.fused_logits.argmax(1),
+            "pred": run.task.predict(out.fused_logits),
             "finite": torch.isfinite(logits).all(1),
         }
         for m in run.modalities:
-            rows[f"pred_{m}"] = out.unimodal_logits[m].argmax(1)
+            rows[f"pred_{m}"] = run.task.predict(out.unimodal_logits[m])
             rows[f"feat_{m}"] = out.features[m].float()
         for key, value in rows.items():
             parts.setdefault(key, []).append(value.cpu())
@@ -403,13 +435,11 @@ def evaluate(run: Run, split: str, epoch: int) -> dict[str, float]:
             epoch,
             steps - 1,
         )
-    labels, num_classes = outputs["label"], run.splits[split].num_classes
-    metrics = {
-        f"{split}_acc": accuracy(outputs["pred"], labels),
-        f"{split}_macro_f1": macro_f1(outputs["pred"], labels, num_classes),
-    }
+    labels = outputs["label"]
+    metrics = {f"{split}_{name}": value for name, value in run.task.scores(outputs["pred"], labels).items()}
     for m in run.modalities:
-        metrics[f"{split}_acc_{m}"] = accuracy(outputs[f"pred_{m}"], labels)
+        name, value = run.task.modality_score(outputs[f"pred_{m}"], labels)
+        metrics[f"{split}_{name}_{m}"] = value
     return metrics
 
 
@@ -418,7 +448,7 @@ def diagnostics(run: Run) -> dict[str, float]:
     train, test = collect(run, "train"), collect(run, "test")
     num_classes = run.splits["train"].num_classes
     results: dict[str, float] = {}
-    for m in run.modalities:
+    for m in run.modalities if run.task.name == "classification" else ():  # the probe classifies
         results[f"probe_acc_{m}"] = linear_probe_accuracy(
             train[f"feat_{m}"], train["label"], test[f"feat_{m}"], test["label"], num_classes
         )
@@ -480,14 +510,13 @@ def _summary(run: Run, history: list[dict[str, Any]], extra: dict[str, Any], fin
         "history": history,
     }
     if finished:
-        best = max(range(len(history)), key=lambda e: history[e]["val_acc"])
-        final = {**history[-1], **extra, RECORDED_KEY: run.data_protocol}
-        final.update(
-            best_val_epoch=best,
-            best_val_acc=history[best]["val_acc"],
-            test_acc_at_best_val=history[best]["test_acc"],
-            test_macro_f1_at_best_val=history[best]["test_macro_f1"],
-        )
+        selection, higher_is_better = run.task.selection
+        scores = [history[e][f"val_{selection}"] for e in range(len(history))]
+        best = (max if higher_is_better else min)(range(len(history)), key=scores.__getitem__)  # first best
+        final = {**history[-1], **extra, RECORDED_KEY: run.data_protocol, "task": run.task.name}
+        final.update(best_val_epoch=best, **{f"best_val_{selection}": scores[best]})
+        for name in run.task.score_names:
+            final[f"test_{name}_at_best_val"] = history[best][f"test_{name}"]
         results["final"] = final
     return results
 

@@ -74,7 +74,7 @@ class MultimodalNetwork(nn.Module):
 
     def __init__(self, encoders: Mapping[str, nn.Module], num_classes: int, fusion: str = "concat"):
         super().__init__()
-        check.integer("num_classes", num_classes, minimum=2)
+        check.integer("num_classes", num_classes, minimum=1)  # 1: a regression head with MSE
         check.choice("fusion", fusion, FUSIONS)
         if not encoders:
             raise ValueError("MultimodalNetwork needs at least one encoder")

@@ -67,8 +67,10 @@ class Summary:
     def lines(self, examples: int = 3) -> list[str]:
         rate = self.written / self.seconds if self.seconds > 0 else 0.0
         lines = [
-            f"prepared {self.prepared} clips: {self.written} written in this run ({rate:.2f} clips/s), "
-            f"{self.already_done} already done; {len(self.failed)} failed or missing"
+            (
+                f"prepared {self.prepared} clips: {self.written} written in this run ({rate:.2f} clips/s), "
+                f"{self.already_done} already done; {len(self.failed)} failed or missing"
+            )
         ]
         groups: dict[str, list[str]] = {}
         for clip, reason in sorted(self.failed.items()):

@@ -68,10 +68,16 @@ class HarnessDefaults:
 
 
 class MagnitudeStep:
-    """Maps modality-specific logits (and labels) to one multiplier per modality."""
+    """Maps modality-specific logits (and labels) to one multiplier per modality.
+
+    ``reads`` says what the logits must be: ``"class_probabilities"`` (class
+    logits, read through a softmax) or ``"gaussian"`` (a regression head's mean
+    and log-variance); a trainer refuses a task whose heads give something else.
+    """
 
     requires_logits = True
     requires_labels = False
+    reads = "class_probabilities"
 
     def weights(self, logits: Sequence[Tensor], labels: Tensor | None) -> Tensor:
         """Return a (M,) tensor of non-negative multipliers in the logits' dtype."""
@@ -135,6 +141,11 @@ class Strategy:
     @property
     def requires_logits(self) -> bool:
         return self.magnitude is not None and self.magnitude.requires_logits
+
+    @property
+    def reads(self) -> str:
+        """What the recipe reads from the heads: ``"nothing"``, or its magnitude step's ``reads``."""
+        return self.magnitude.reads if self.requires_logits else "nothing"
 
     @property
     def requires_labels(self) -> bool:

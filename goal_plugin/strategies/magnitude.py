@@ -47,6 +47,10 @@ class AdaptiveLeveraging(MagnitudeStep):
         self.temperature = check.positive("temperature", temperature)
         self.uncertainty = check.choice("uncertainty", uncertainty, UNCERTAINTIES)
 
+    @property
+    def reads(self) -> str:
+        return "gaussian" if self.uncertainty == "variance" else "class_probabilities"
+
     def weights(self, logits: Sequence[Tensor], labels: Tensor | None) -> Tensor:
         stacked = torch.stack(logits)  # (M, B, K)
         if self.uncertainty == "variance":
