@@ -148,3 +148,18 @@ def test_a_classification_run_with_variance_al_is_refused(tmp_path, capsys):
     args = ["--set", "strategy=goal", "--set", "uncertainty=variance", "--set", "epochs=1", "--quiet", "--output", str(tmp_path / "run")]
     assert train_cli(args) == 2
     assert "uncertainty: entropy" in capsys.readouterr().err
+
+
+def test_each_modality_may_have_its_own_backbone(tmp_path, capsys):
+    write_iemocap_features(tmp_path / "iemocap")
+    common = ["--set", "dataset=iemocap", "--set", f"data_root={tmp_path / 'iemocap'}", "--set", "epochs=1",
+              "--set", "diagnostics=false", "--set", "strategy=none_uniloss", "--quiet"]  # fmt: skip
+    per_modality = "{audio: lstm, visual: transformer_seq, text: mlp}"
+    options = "{feature_dim: 8, visual: {d_model: 8, heads: 2, layers: 1}, audio: {hidden_dim: 4}}"
+    assert train_cli([*common, "--set", f"backbone={per_modality}", "--set", f"backbone_options={options}",
+                      "--output", str(tmp_path / "run")]) == 0  # fmt: skip
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["backbone"] == {"audio": "lstm", "visual": "transformer_seq", "text": "mlp"}
+    assert train_cli([*common, "--set", "backbone={audio: lstm, visual: lstm}", "--output", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "missing ['text']" in err

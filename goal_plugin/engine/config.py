@@ -150,11 +150,25 @@ def resolve_config(raw: Mapping[str, Any] | None = None) -> TrialConfig:
     return config
 
 
+def _check_backbone(backbone: object) -> None:
+    """One registered backbone name, or a mapping of modality names to such names."""
+    if isinstance(backbone, Mapping):
+        if not backbone:
+            raise ValueError("backbone: an empty mapping; name a backbone per modality")
+        for modality, name in backbone.items():
+            try:
+                BACKBONES.get(name)
+            except ValueError as error:
+                raise ValueError(f"backbone of modality {modality!r}: {error}") from None
+        return
+    BACKBONES.get(backbone)
+
+
 def _validate(config: TrialConfig) -> None:
     v = config.values
     checks = [
         ("dataset", lambda: DATASETS.get(v["dataset"])),
-        ("backbone", lambda: BACKBONES.get(v["backbone"])),
+        ("backbone", lambda: _check_backbone(v["backbone"])),
         ("fusion", lambda: check.choice("fusion", v["fusion"], FUSIONS)),
         ("optimizer", lambda: check.choice("optimizer", v["optimizer"], OPTIMIZERS)),
         ("scheduler", lambda: check.choice("scheduler", v["scheduler"], SCHEDULERS)),

@@ -147,24 +147,43 @@ class MultimodalNetwork(nn.Module):
 
 
 def build_network(
-    backbone: str,
+    backbone: str | Mapping[str, str],
     sample_shapes: Mapping[str, Sequence[int]],
     num_classes: int,
     *,
     fusion: str = "concat",
     backbone_options: Mapping[str, object] | None = None,
 ) -> MultimodalNetwork:
-    """One ``backbone`` encoder per modality, sized from the dataset's sample shapes.
+    """One encoder per modality, sized from the dataset's sample shapes.
 
+    ``backbone`` names one backbone for every modality, or maps each modality to
+    its own (e.g. ``{"image": "resnet18", "text": "bert_base"}``).
     ``backbone_options`` apply to every encoder; an entry named after a modality
     holding a mapping applies to that modality only (e.g. ``{"out_dim": 64,
     "mor": {"hidden_dim": 16}}``). ``feature_dim`` (any backbone) projects the
     features to a common width (see :func:`create_backbone`).
     """
+    names = _backbone_per_modality(backbone, sample_shapes)
     options = dict(backbone_options or {})
     per_modality = {m: dict(options.pop(m)) for m in sample_shapes if isinstance(options.get(m), Mapping)}
     encoders = {
-        m: create_backbone(backbone, shape, **{**options, **per_modality.get(m, {})})
+        m: create_backbone(names[m], shape, **{**options, **per_modality.get(m, {})})
         for m, shape in sample_shapes.items()
     }
     return MultimodalNetwork(encoders, num_classes, fusion)
+
+
+def _backbone_per_modality(
+    backbone: str | Mapping[str, str], sample_shapes: Mapping[str, Sequence[int]]
+) -> dict[str, str]:
+    if not isinstance(backbone, Mapping):
+        return {m: backbone for m in sample_shapes}
+    missing = [m for m in sample_shapes if m not in backbone]
+    unknown = [m for m in backbone if m not in sample_shapes]
+    if missing or unknown:
+        raise ValueError(
+            f"backbone maps modalities {sorted(backbone)}, the dataset has {list(sample_shapes)}"
+            + (f"; missing {missing}" if missing else "")
+            + (f"; not in the dataset {unknown}" if unknown else "")
+        )
+    return dict(backbone)
