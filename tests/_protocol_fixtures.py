@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from goal_plugin.data.image_text import IMAGE_TEXT_DATASETS
 from goal_plugin.data.sequences import SEQUENCE_DATASETS
 from tests._av_fixtures import (
     EMOTIONS,
@@ -17,6 +18,7 @@ from tests._av_fixtures import (
     write_kinetics_sounds,
     write_list,
 )
+from tests._image_text_fixtures import image_text_dataset_case
 from tests._sequence_fixtures import sequence_dataset_case
 
 SMALL = {"image_size": 16}
@@ -61,6 +63,8 @@ def dataset_case(name: str, base: Path) -> tuple[str | None, dict]:
         return str(base / "ave"), SMALL
     if name in SEQUENCE_DATASETS:
         return sequence_dataset_case(name, base)
+    if name in IMAGE_TEXT_DATASETS:
+        return image_text_dataset_case(name, base)
     raise LookupError(
         f"no fixture for dataset {name!r}: add one to tests/_protocol_fixtures.py (dataset_case)"
     )

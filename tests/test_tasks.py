@@ -163,3 +163,27 @@ def test_each_modality_may_have_its_own_backbone(tmp_path, capsys):
     assert train_cli([*common, "--set", "backbone={audio: lstm, visual: lstm}", "--output", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "missing ['text']" in err
+
+
+def test_memes_train_an_image_backbone_beside_bert_from_one_local_folder(tmp_path):
+    """Hateful Memes with backbone {image: small_cnn, text: bert_base}: the tokenizer and
+    the checkpoint come from the same folder the test writes (never the hub)."""
+    transformers = pytest.importorskip("transformers")
+    from tests._image_text_fixtures import write_hateful_memes, write_tokenizer
+
+    write_hateful_memes(tmp_path / "memes")
+    bert = write_tokenizer(tmp_path / "bert")
+    vocab = len((bert / "vocab.txt").read_text().split())
+    config = transformers.BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    transformers.BertModel(config).save_pretrained(str(bert))
+    options = json.dumps({"tokenizer": str(bert), "max_length": 16, "image_size": 16})
+    backbone_options = json.dumps({"feature_dim": 16, "image": {"channels": [4]}, "text": {"path": str(bert)}})
+    code = train_cli(
+        ["--set", "dataset=hateful_memes", "--set", f"data_root={tmp_path / 'memes'}",
+         "--set", f"dataset_options={options}", "--set", "backbone={image: small_cnn, text: bert_base}",
+         "--set", f"backbone_options={backbone_options}", "--set", "strategy=goal", "--set", "batch_size=4",
+         "--set", "epochs=1", "--set", "diagnostics=false", "--quiet", "--output", str(tmp_path / "run")]
+    )  # fmt: skip
+    assert code == 0
+    final = json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]
+    assert final["task"] == "classification" and {"test_acc_image", "test_acc_text"} <= set(final)

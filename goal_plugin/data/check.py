@@ -13,6 +13,11 @@ as a missing file of each split, one that is unreadable or lacks a key, an array
 the wrong rank or a label out of range as a malformed one (the example says which
 file and key); their ``notes`` (non-finite values replaced by 0, label disagreements
 with the MELD CSVs, dropped samples) are listed without making the split fail.
+
+The image + text datasets (``IMAGE_TEXT_DATASETS``: Hateful Memes, MM-IMDB) check
+their JSON and HDF5 files, and that every listed image exists, when a split is built
+(a problem there is reported as for the pickles); ``check_data`` then decodes every
+image of the split and counts those that cannot be decoded as malformed.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from dataclasses import dataclass, field
 from goal_plugin.data.av import LOG, AudioVisualDataset, EmptySplitError
 from goal_plugin.data.base import DATASETS, SPLITS, build_dataset
 from goal_plugin.data.files import DataError
+from goal_plugin.data.image_text import IMAGE_TEXT_DATASETS, ImageTextDataset
 from goal_plugin.data.sequences import SEQUENCE_DATASETS, SequenceDataset
 
 EXAMPLES = 5
@@ -66,7 +72,7 @@ def check_data(
             results.append(_from_problems(dataset, split, error.problems, kept=0))
             continue
         except DataError as error:
-            if dataset not in SEQUENCE_DATASETS:
+            if dataset not in SEQUENCE_DATASETS | IMAGE_TEXT_DATASETS:
                 raise
             missing = int(error.missing)
             results.append(
@@ -75,6 +81,12 @@ def check_data(
             continue
         if isinstance(data, SequenceDataset):
             results.append(SplitCheck(dataset, split, data.layout, len(data), notes=data.notes))
+        elif isinstance(data, ImageTextDataset):
+            problems = data.inspect()
+            kept = len(data) - len(problems)
+            result = _from_problems(dataset, split, problems, kept, data.layout)
+            result.notes = data.notes
+            results.append(result)
         elif isinstance(data, AudioVisualDataset):
             results.append(
                 _from_problems(dataset, split, data.problems, kept=len(data), layout=data.layout)
@@ -125,4 +137,8 @@ def format_check(results: Iterable[SplitCheck]) -> str:
 
 def reads_files(dataset: str) -> bool:
     """Whether registered ``dataset`` reads its data from files under a data_root."""
-    return dataset in SEQUENCE_DATASETS or "skip_missing" in DATASETS.options(dataset)
+    return (
+        dataset in SEQUENCE_DATASETS
+        or dataset in IMAGE_TEXT_DATASETS
+        or "skip_missing" in DATASETS.options(dataset)
+    )
