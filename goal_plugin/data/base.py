@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -16,6 +16,17 @@ DATASETS = Registry("dataset", "goal_plugin.datasets")
 SPLITS = ("train", "val", "test")
 # What a run records for a dataset object without a ``protocol`` (a plugin written before it).
 UNSTATED_PROTOCOL = "not stated by the dataset (it sets no protocol)"
+
+
+def register_member(group: set[str], name: str) -> Callable:
+    """``DATASETS.register(name)`` that also adds ``name`` to ``group`` (a family of
+    datasets that ``check_data`` reads in its own way)."""
+
+    def decorator(factory):
+        group.add(name)
+        return DATASETS.register(name)(factory)
+
+    return decorator
 
 
 def list_datasets() -> list[str]:

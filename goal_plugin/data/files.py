@@ -56,15 +56,19 @@ def require_root(root: str | Path | None, dataset: str, layout_help: str) -> Pat
     return path
 
 
-def read_lines(path: Path, layout: str, expected: str) -> list[str]:
-    """Non-empty lines of a list file; a byte-order mark and CRLF line ends are accepted."""
+def read_text(path: Path, layout: str, expected: str) -> str:
+    """A text file's content (a byte-order mark dropped); missing or unreadable is a DataError."""
     if not path.is_file():
         raise DataError(path, expected, layout, MISSING)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        return path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(path, expected, layout, f"unreadable text ({error})") from None
-    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def read_lines(path: Path, layout: str, expected: str) -> list[str]:
+    """Non-empty lines of a list file; a byte-order mark and CRLF line ends are accepted."""
+    return [line.strip() for line in read_text(path, layout, expected).splitlines() if line.strip()]
 
 
 def line_error(path: Path, number: int, line: str, expected: str, layout: str) -> DataError:

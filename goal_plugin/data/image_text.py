@@ -30,8 +30,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from goal_plugin import _validation as check
-from goal_plugin.data.base import DATASETS
-from goal_plugin.data.files import MISSING, DataError
+from goal_plugin.data.base import register_member
+from goal_plugin.data.files import MISSING, DataError, read_text
 from goal_plugin.data.frames import FrameReader, decode_frame
 
 MODALITIES = ("image", "text")
@@ -41,12 +41,7 @@ IMAGE_TEXT_DATASETS: set[str] = set()
 
 def register_image_text_dataset(name: str) -> Callable:
     """``DATASETS.register(name)`` that also lists ``name`` in ``IMAGE_TEXT_DATASETS``."""
-
-    def decorator(factory):
-        IMAGE_TEXT_DATASETS.add(name)
-        return DATASETS.register(name)(factory)
-
-    return decorator
+    return register_member(IMAGE_TEXT_DATASETS, name)
 
 
 # ----------------------------------------------------------------------------- sources
@@ -308,12 +303,7 @@ def read_json(path: Path, layout: str, expected: str) -> object:
 
 def read_jsonl(path: Path, layout: str, expected: str) -> list[tuple[int, dict]]:
     """(line number, object) of each non-blank line of a JSON-lines file."""
-    if not path.is_file():
-        raise DataError(path, expected, layout, MISSING)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(path, expected, layout, f"unreadable text ({error})") from None
+    text = read_text(path, layout, expected)
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():

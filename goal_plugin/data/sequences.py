@@ -23,7 +23,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from goal_plugin import _validation as check
-from goal_plugin.data.base import DATASETS, ReadyBatch, stratified_split
+from goal_plugin.data.base import ReadyBatch, register_member, stratified_split
 from goal_plugin.data.files import MISSING, DataError
 
 LOG = logging.getLogger("goal_plugin.data")
@@ -35,12 +35,7 @@ SEQUENCE_DATASETS: set[str] = set()
 
 def register_sequence_dataset(name: str) -> Callable:
     """``DATASETS.register(name)`` that also lists ``name`` in ``SEQUENCE_DATASETS``."""
-
-    def decorator(factory):
-        SEQUENCE_DATASETS.add(name)
-        return DATASETS.register(name)(factory)
-
-    return decorator
+    return register_member(SEQUENCE_DATASETS, name)
 
 
 @dataclass(frozen=True)
