@@ -1,0 +1,1 @@
+"""Balancing methods that need more than a gradient modifier: their core rules, state and references."""
