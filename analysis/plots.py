@@ -1,6 +1,6 @@
 """Figures (PNG and PDF) from finished sweeps.
 
-    python analysis/plots.py INPUT... --out DIR [--kinds curves,weights] [--metric acc,macro_f1]
+    python analysis/plots.py INPUT... --out DIR [--kinds curves,weights,gradients] [--metric acc,macro_f1]
                              [--duplicates error|newest|oldest] [--scale auto|percent|fraction]
 
 INPUT: a Ray Tune experiment folder (or a folder of them) or a tidy CSV with
@@ -18,6 +18,7 @@ import sys
 from goal_plugin.analysis import AnalysisError, load_results
 from goal_plugin.analysis.errors import replaced_files
 from goal_plugin.analysis.loading import add_input_options
+from goal_plugin.analysis.metrics import task_metric_names
 from goal_plugin.analysis.plots import KINDS, make_plots
 
 NOTHING = "nothing to plot: no per-epoch rows, temperatures or diagnostics"
@@ -34,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--metric",
-        default="acc,macro_f1",
-        help="comma-separated CSV columns that are metrics, as in tables.py (acc: acc or test_acc)",
+        help="comma-separated CSV columns that are metrics, as in tables.py (acc: acc or test_acc; "
+        "default: the metrics of every task)",
     )
     add_input_options(parser)
     args = parser.parse_args(argv)
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown figure kind(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
     try:
-        metrics = [m.strip() for m in args.metric.split(",") if m.strip()]
+        metrics = task_metric_names() if args.metric is None else [m.strip() for m in args.metric.split(",") if m.strip()]
         results = load_results(
             args.inputs, metrics=metrics, scale=args.scale, duplicates=args.duplicates
         )

@@ -1,11 +1,14 @@
 """Significance-tested tables from finished sweeps.
 
-    python analysis/tables.py INPUT... --out DIR [--reference goal] [--metric acc,macro_f1] [--alpha 0.05]
+    python analysis/tables.py INPUT... --out DIR [--reference goal] [--metric mae,corr] [--alpha 0.05]
                               [--duplicates error|newest|oldest] [--scale auto|percent|fraction]
 
 INPUT: a Ray Tune experiment folder (or a folder of them) or a tidy CSV with
 one row per trial. Writes DIR/summary.csv, tables.md and tables.tex and prints
-the tables. Input errors: one line "error: ..." and exit status 2.
+the tables. Without --metric, each dataset's task's metrics: Acc and Macro-F1
+(classification), Micro-F1 and Macro-F1 (multi-label), MAE, Corr and, where
+reported, Acc-2 (has-zero / non-zero), Acc-7 and F1 (regression). Input errors:
+one line "error: ..." and exit status 2.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import sys
 from goal_plugin.analysis import AnalysisError, load_results, summarise
 from goal_plugin.analysis.errors import replaced_files
 from goal_plugin.analysis.loading import add_input_options
+from goal_plugin.analysis.metrics import task_metric_names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,18 +33,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--metric",
-        default="acc,macro_f1",
-        help="comma-separated; acc means test_acc; CSV columns named here are metrics",
+        help="comma-separated; acc means test_acc; CSV columns named here are metrics "
+        "(default: the metrics of each dataset's task)",
     )
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm")
     add_input_options(parser)
     args = parser.parse_args(argv)
-    metrics = [m.strip() for m in args.metric.split(",") if m.strip()]
+    metrics = None if args.metric is None else [m.strip() for m in args.metric.split(",") if m.strip()]
     try:
-        if not metrics:
+        if metrics == []:
             raise AnalysisError(f"--metric {args.metric!r} names no metric, e.g. acc,macro_f1")
         results = load_results(
-            args.inputs, metrics=metrics, scale=args.scale, duplicates=args.duplicates
+            args.inputs,
+            metrics=metrics or task_metric_names(),
+            scale=args.scale,
+            duplicates=args.duplicates,
         )
         summary = summarise(results, reference=args.reference, metrics=metrics, alpha=args.alpha)
         paths, replaced = replaced_files(args.out, lambda: summary.write(args.out))

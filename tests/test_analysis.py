@@ -662,7 +662,7 @@ def test_plots_cli_in_a_real_process(experiment, tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert run.stderr == ""
-    kinds = ["curves", "weights", "cosine", "diagnostics"]  # no temperature sweep here
+    kinds = ["curves", "weights", "gradients", "cosine", "diagnostics"]  # no temperature sweep here
     assert run.stdout.splitlines() == expected_figures(out, kinds)
     assert sorted(p.name for p in out.iterdir()) == sorted(Path(f).name for f in run.stdout.split())
 

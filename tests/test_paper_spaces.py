@@ -1,10 +1,22 @@
-"""The shipped spaces of the paper's audio-visual studies hold the paper's settings."""
+"""The shipped spaces of the paper's studies hold the paper's settings: the audio-visual
+tables, and Tables 3 and 4 (three modalities, image + text, regression), whose every cell
+resolves and passes the engine's strategy / task check on a fixture of its dataset."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
 import goal_plugin as gp
+from goal_plugin.data import DATASETS
+from goal_plugin.engine.config import ConfigError, resolve_config
+from goal_plugin.engine.trainer import prepare
 from goal_plugin.registry import STRATEGIES
 from goal_plugin.tune import load_space
+from goal_plugin.tune.space import parse_space
 
 PAPER_SETTINGS = {"optimizer": "sgd", "lr": 4e-4, "momentum": 0.9, "weight_decay": 1e-4, "fusion": "concat"}
 # Where the paper is silent: OGM-GE's main.py defaults.
@@ -35,3 +47,126 @@ def test_backbones_space_is_the_three_backbones_with_none_and_goal():
     assert space.total_trials == 3 * 2 * 5
     for cell in space.cells:
         assert {k: cell.config[k] for k in EXPECTED} == EXPECTED
+
+
+# ----------------------------------------------------------------------------- Tables 3 and 4
+# The shipped spaces and those docs/three_modalities.md gives for the datasets that need
+# options of their own: per space, its datasets and the strategies each one trains (every
+# strategy can classify; regression with Gaussian heads: none, none_uniloss, go, and al /
+# goal reading the variances).
+EVERY_STRATEGY = "every built-in strategy"
+REGRESSION_STRATEGIES = ["none", "none_uniloss", "al", "go", "goal"]
+SPACES = {
+    "trimodal": {"meld": EVERY_STRATEGY, "iemocap": EVERY_STRATEGY},
+    "regression": {"mosi": REGRESSION_STRATEGIES},
+    "trimodal_mosi": {"mosi": EVERY_STRATEGY},
+    "trimodal_hateful_memes": {"hateful_memes": EVERY_STRATEGY},
+    "regression_mmimdb": {"mmimdb": REGRESSION_STRATEGIES},
+}
+PAPER_OPTIMISER = {"optimizer": "sgd", "lr": 4e-4, "momentum": 0.9, "weight_decay": 1e-4, "fusion": "concat"}
+THREE_MODALITIES_PAGE = Path(__file__).resolve().parents[1] / "docs" / "three_modalities.md"
+YAML_BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.S | re.M)
+
+
+def documented_spaces() -> dict:
+    """The spaces written out on docs/three_modalities.md, by name."""
+    spaces = [
+        parse_space(yaml.safe_load(block), source=f"{THREE_MODALITIES_PAGE.name}: {block.split(chr(10))[0]}")
+        for block in YAML_BLOCK.findall(THREE_MODALITIES_PAGE.read_text())
+    ]
+    return {space.name: space for space in spaces}
+
+
+def space(name: str):
+    return load_space(name) if name in ("trimodal", "regression") else documented_spaces()[name]
+
+
+def strategies_of(expected) -> list[str]:
+    return built_in_strategies() if expected == EVERY_STRATEGY else expected
+
+
+def test_the_documented_spaces_are_the_ones_the_tests_know():
+    assert set(documented_spaces()) == set(SPACES) - {"trimodal", "regression"}
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_a_table_3_or_4_space_is_each_dataset_x_the_strategies_its_task_trains_x_5_seeds(name):
+    spec = space(name)
+    cells = {(c.config["dataset"], c.config["strategy"], c.config["seed"]) for c in spec.cells}
+    expected = {
+        (dataset, strategy, seed)
+        for dataset, strategies in SPACES[name].items()
+        for strategy in strategies_of(strategies)
+        for seed in range(5)
+    }
+    assert cells == expected and spec.total_trials == len(expected) == len(spec.cells)
+    for cell in spec.cells:
+        assert resolve_config(cell.config).as_dict() == cell.config  # resolves, nothing dropped
+        assert {k: cell.config[k] for k in PAPER_OPTIMISER} == PAPER_OPTIMISER
+        if cell.config["dataset_options"].get("task", "") == "regression":
+            assert cell.config["regression_head"] == "gaussian"
+            if cell.config["strategy"] in ("al", "goal"):
+                assert cell.config["uncertainty"] == "variance"
+
+
+def tiny_bert(folder: Path) -> Path:
+    """A randomly initialised 1-layer BERT saved beside the fixture's tokenizer."""
+    import transformers
+
+    from tests._image_text_fixtures import WORDS
+
+    config = transformers.BertConfig(
+        vocab_size=len(WORDS) + 5, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16
+    )
+    transformers.BertModel(config, add_pooling_layer=False).save_pretrained(str(folder))
+    return folder
+
+
+def on_fixture(config: dict, base: Path) -> dict:
+    """The cell with its paths (data_root, tokenizer, BERT checkpoint) pointed at tiny
+    fixtures of its dataset in their release formats; nothing else changes."""
+    from tests._image_text_fixtures import image_text_dataset_case, write_mmimdb_hdf5, write_mmimdb_raw
+    from tests._sequence_fixtures import sequence_dataset_case
+
+    dataset, options = config["dataset"], dict(config["dataset_options"])
+    if dataset == "mmimdb":  # the HDF5 features and, beside them, the JSON with the ratings
+        root = base / "mmimdb"
+        write_mmimdb_raw(root)
+        write_mmimdb_hdf5(root)
+        return {**config, "data_root": str(root)}
+    if dataset == "hateful_memes":
+        root, fixture = image_text_dataset_case(dataset, base)
+        options.update(fixture)
+        backbone_options = {**config["backbone_options"], "text": {"path": str(tiny_bert(Path(fixture["tokenizer"])))}}
+        return {**config, "data_root": root, "dataset_options": options, "backbone_options": backbone_options}
+    root, fixture = sequence_dataset_case(dataset, base)  # val_fraction: the tiny train split
+    return {**config, "data_root": root, "dataset_options": {**options, **fixture}}
+
+
+@pytest.mark.parametrize(
+    ("name", "dataset"), [(name, dataset) for name, datasets in SPACES.items() for dataset in datasets]
+)
+def test_every_cell_passes_the_engines_strategy_and_task_check_on_a_fixture(name, dataset, tmp_path):
+    cells = {c.config["strategy"]: c.config for c in space(name).cells if c.config["dataset"] == dataset and c.config["seed"] == 0}
+    base = on_fixture(next(iter(cells.values())), tmp_path)  # one fixture per dataset
+    for strategy, config in cells.items():
+        fixture = {k: base[k] for k in ("data_root", "dataset_options", "backbone_options")}
+        run = prepare(resolve_config({**config, **fixture}))  # raises ConfigError if the task refuses it
+        assert run.config.strategy == strategy and len(run.modalities) >= 2
+        expected_task = config["dataset_options"].get("task", DATASETS.options(dataset)["task"])
+        assert run.task.name == expected_task
+
+
+def test_the_regression_strategies_are_every_one_the_engine_trains_on_gaussian_heads(tmp_path):
+    """Derived from the engine: each built-in strategy (reading the variances where it
+    can) prepared for MOSI score regression; those it accepts are the spaces' grid."""
+    config = on_fixture(space("regression").cells[0].config, tmp_path)
+    accepted = []
+    for strategy in built_in_strategies():
+        settings = {"uncertainty": "variance"} if "uncertainty" in STRATEGIES.options(strategy) else {}
+        try:
+            prepare(resolve_config({**config, **settings, "strategy": strategy}))
+        except ConfigError:
+            continue
+        accepted.append(strategy)
+    assert sorted(accepted) == sorted(REGRESSION_STRATEGIES)

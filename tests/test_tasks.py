@@ -98,9 +98,12 @@ def test_a_three_modality_goal_run_trains_one_epoch(tmp_path):
     assert 0 <= final["test_acc"] <= 1 and "test_acc_text" in final and np.isfinite(final["train_loss"])
 
 
-def test_a_regression_goal_run_reads_the_heads_variances(tmp_path):
+def test_a_regression_goal_run_reads_the_heads_variances(tmp_path, capsys):
     write_mmsa(tmp_path / "mosi", aligned=False)
     metrics = _run(tmp_path, "mosi", tmp_path / "mosi", ["--set", "strategy=goal", "--set", "uncertainty=variance"])
+    code = train_cli(["--set", "dataset=mosi", "--set", f"data_root={tmp_path / 'mosi'}", *SEQUENCE, "--set", "epochs=1", "--set", "strategy=none",
+                      "--set", "diagnostics=false", "--output", str(tmp_path / "logged")])  # fmt: skip
+    assert code == 0 and "val mae " in capsys.readouterr().out  # the epoch line names the task's score
     final = metrics["final"]
     assert final["task"] == "regression" and "train_acc" not in final
     for name in ("mae", "corr", "acc2_has_zero", "acc2_non_zero", "f1_has_zero", "f1_non_zero", "acc7"):

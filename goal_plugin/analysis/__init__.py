@@ -4,7 +4,7 @@
     results = load_results(["runs/my_sweep", "more_trials.csv"])  # one trial per seed:
     # a seed found twice is an error unless duplicates="newest" / "oldest"; a CSV's
     # percentages are detected (scale="auto"); metrics=["acc"] names CSV metric columns
-    summary = summarise(results, reference="goal", metrics=("test_acc", "test_macro_f1"))
+    summary = summarise(results, reference="goal")   # metrics: each dataset's task's, or metrics=[...]
     print(summary.to_terminal())
     summary.write("analysis_out")              # summary.csv, tables.md, tables.tex
 

@@ -23,7 +23,9 @@ comma-separated), ``search_metric`` and ``search_mode``, and
 marks the trials of a search with the same three columns.
 
 Columns of ``Results.trials``: ``experiment`` and ``trial`` (folder names, or
-the CSV's name and line), the config keys, then the final row's metrics. Nested
+the CSV's name and line), the config keys, then the final row's metrics and
+``task`` (the trainer's final report says which task the trial trained;
+``goal_plugin.analysis.metrics.trial_tasks`` reads it). Nested
 config values (``dataset_options``, ``backbone_options``) are kept as JSON text
 with sorted keys, so they compare and group like scalars. A report key that is
 also a config key (``lr``, ``unimodal_loss_weight``: the value in effect in the
@@ -66,13 +68,14 @@ from typing import Any
 import pandas as pd
 
 from goal_plugin.analysis.errors import AnalysisError
-from goal_plugin.analysis.metrics import is_fraction, is_metric_column
+from goal_plugin.analysis.metrics import TASK_COLUMN, is_fraction, is_metric_column
 from goal_plugin.analysis.protocols import PROTOCOL_COLUMN, dataset_protocols
 
 TABLE_KEYS = ("dataset", "backbone")
 BOOKKEEPING = ("experiment", "trial")
-# What the reader records about a trial besides its config and metrics.
-TRIAL_RECORD = ("finished_at", "search_params", "search_metric", "search_mode", PROTOCOL_COLUMN)
+# What the reader records about a trial besides its config and metrics; the task (from the
+# final report, or a tidy CSV's column) is what the trial's numbers are, never a setting.
+TRIAL_RECORD = ("finished_at", "search_params", "search_metric", "search_mode", PROTOCOL_COLUMN, TASK_COLUMN)
 # Written by the sweep runner (goal_plugin.tune.runner.SPACE_RECORD, the same name; not imported
 # here: the analysis needs no Ray).
 SPACE_RECORD = "space.json"

@@ -2,13 +2,21 @@
 
 Kinds (``KINDS``; files ``<kind>.png`` and ``<kind>.pdf``):
 
-* ``temperature``: test metrics against the temperature, per strategy that ran
+* ``temperature``: test metrics (the first two of each task's, see
+  ``metrics.TASK_METRICS``) against the temperature, per strategy that ran
   several temperatures in that (dataset, backbone); one panel per metric; a
   grid study as a line of means over seeds, a search as one point per trial
   (marker per seed, filled where the search chose it), never joined;
-* ``curves``: validation accuracy per epoch, per method; one panel;
+* ``curves``: the validation score that picks the best epoch per epoch, per
+  method (accuracy for classification, micro-F1 for multi-label, MAE for
+  regression: the unit's task, see ``metrics.SELECTION_METRICS``); one panel;
 * ``weights``: the per-modality weights (``weight_<modality>``) per epoch; one
-  panel per modality, all on one y scale;
+  panel per modality (any number of them), all on one y scale;
+* ``gradients``: per epoch, the fraction of conflicting modality pairs
+  (``conflict_fraction``, over all pairs) and the mean cosine of every pair of
+  modality gradients before and after the strategy
+  (``cosine_before_<a>_<b>``, ``cosine_after_<a>_<b>``): one panel for the
+  conflicts, then a before and an after panel per pair;
 * ``cosine``: histograms of the cosine between the modality gradients before
   and after the strategy, one row per method: the 20-bin counts over [-1, 1]
   summed over epochs and seeds, shown as fractions of all counted samples and
@@ -73,15 +81,22 @@ from goal_plugin.analysis.methods import (
     method_labels,
     method_order,
 )
-from goal_plugin.analysis.metrics import display_name
+from goal_plugin.analysis.metrics import (
+    SELECTION_METRICS,
+    TASK_METRICS,
+    display_name,
+    higher_is_better,
+    is_fraction,
+    trial_tasks,
+)
 
-KINDS = ("temperature", "curves", "weights", "cosine", "diagnostics")
+KINDS = ("temperature", "curves", "weights", "gradients", "cosine", "diagnostics")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 LINESTYLES = ("-", "--", "-.", ":")
 HATCHES = ("//", "\\\\", "..", "xx", "oo", "--", "++", "**")
 CONFIDENCE = 0.95
 COSINE_BINS = np.linspace(-1.0, 1.0, 21)
-TEMPERATURE_METRICS = ("test_acc", "test_macro_f1")
+TEMPERATURE_METRICS_PER_TASK = 2  # the first of each task's metrics (metrics.TASK_METRICS)
 PROBE_PANEL, CCA_PANEL = "linear-probe accuracy (%)", "mean CCA"
 MAX_WIDTH_IN = 16.0  # of the panels of one grid row, gaps included
 ROWS_PER_PAGE = 6
@@ -123,8 +138,9 @@ def make_plots(
     styles = {method: i for i, method in enumerate(order)}
     drawers = {
         "temperature": lambda: _temperature_figures(trials, searched, columns, styles),
-        "curves": lambda: _curves_figures(epochs, order, styles),
+        "curves": lambda: _curves_figures(epochs, order, styles, _selection_metrics(trials)),
         "weights": lambda: _weights_figures(epochs, order, styles),
+        "gradients": lambda: _gradient_figures(epochs, order, styles),
         "cosine": lambda: _cosine_figures(epochs, order),
         "diagnostics": lambda: _diagnostics_figures(trials, order),
     }
@@ -478,7 +494,15 @@ def _temperature_figures(
     """Grid studies: a line per strategy, mean over seeds with its 95 % CI. Searched
     temperatures are single trials, never averaged: a point per trial, a marker per
     seed, filled where the search chose the trial for its seed."""
-    metrics = [m for m in TEMPERATURE_METRICS if m in trials.columns]
+    tasks = set(trial_tasks(trials))
+    metrics = [
+        m
+        for task, names in TASK_METRICS.items()
+        if task in tasks
+        for m in names[:TEMPERATURE_METRICS_PER_TASK]
+        if m in trials.columns
+    ]
+    metrics = list(dict.fromkeys(metrics))
     if not metrics:
         return []
     if len(searched) and "temperature" in searched.columns:
@@ -506,7 +530,7 @@ def _temperature_figures(
             others = [c for c in columns[strategy] if c != "temperature"]
             for setting, line in runs.groupby(others, dropna=False) if others else [((), runs)]:
                 label = ", ".join([strategy, *(f"{k}={v}" for k, v in zip(others, setting))])
-                bands = {m: mean_band(line[m] * 100, line["temperature"]) for m in metrics}
+                bands = {m: mean_band(line[m] * _percent(m), line["temperature"]) for m in metrics}
                 lines.append((label, set(line["method"]), bands))
         points = points_of.get(keys, pd.DataFrame())
         if lines or len(points):
@@ -565,6 +589,11 @@ def _temperature_figures(
     return figures
 
 
+def _percent(metric: str) -> float:
+    """Fractions are drawn as percentages, as the tables show them."""
+    return 100.0 if is_fraction(metric) else 1.0
+
+
 def _plot_searched(ax, points: pd.DataFrame, metric: str, styles, seeds) -> None:
     """One point per searched trial: colour per strategy, marker per seed, filled if chosen."""
     if not len(points):
@@ -574,7 +603,7 @@ def _plot_searched(ax, points: pd.DataFrame, metric: str, styles, seeds) -> None
         for chosen, part in runs.groupby("chosen"):
             ax.plot(
                 part["temperature"].to_numpy(dtype=float),
-                part[metric].to_numpy(dtype=float) * 100,
+                part[metric].to_numpy(dtype=float) * _percent(metric),
                 linestyle="none",
                 marker=MARKERS[seeds.index(seed) % len(MARKERS)],
                 markersize=5,
@@ -608,32 +637,40 @@ def _method_colour(styles: dict[str, int], method: str):
     return _line_style(styles.get(method, len(styles)))["color"]
 
 
-def _curves_figures(epochs: pd.DataFrame, order: list[str], styles: dict[str, int]):
-    unit_epochs = _units(epochs)
-    if not unit_epochs or "val_acc" not in epochs.columns or epochs["val_acc"].isna().all():
-        return []
-    bands = _bands(epochs, [*TABLE_KEYS, "method"], "epoch", "val_acc", 100)
-    drawn = []
-    for keys, _ in unit_epochs:
-        lines = [(m, bands[(*keys, m)]) for m in order if (*keys, m) in bands]
+def _selection_metrics(trials: pd.DataFrame) -> dict[tuple, str]:
+    """Per (dataset, backbone), the validation score of its trials' task."""
+    tasks = trial_tasks(trials)
+    return {keys: SELECTION_METRICS[tasks[unit.index[0]]] for keys, unit in _units(trials)}
+
+
+def _curves_figures(
+    epochs: pd.DataFrame, order: list[str], styles: dict[str, int], selection: dict[tuple, str]
+):
+    drawn = []  # (unit name, validation score, [(method, band)])
+    for keys, unit in _units(epochs):
+        metric = selection.get(keys, SELECTION_METRICS["classification"])
+        if metric not in unit.columns or unit[metric].isna().all():
+            continue
+        bands = _bands(unit, ["method"], "epoch", metric, _percent(metric))
+        lines = [(m, bands[(m,)]) for m in order if (m,) in bands]
         if lines:
-            drawn.append((_unit_name(keys), lines))
+            drawn.append((_unit_name(keys), metric, lines))
     if not drawn:
         return []
-    used = {m for _, lines in drawn for m, _ in lines}
+    used = {m for *_, lines in drawn for m, _ in lines}
     methods = [m for m in order if m in used]
     grid = _Grid(len(drawn), 1, right=_legend_margin(methods))
     figures = []
     for figure, groups, indices in grid.pages(
-        "validation accuracy per epoch (mean over seeds, 95 % CI)"
+        "validation score per epoch (mean over seeds, 95 % CI)"
     ):
         for (ax,), i in zip(groups, indices):
-            name, lines = drawn[i]
+            name, metric, lines = drawn[i]
             _plot_bands(ax, [(method, styles[method], band) for method, band in lines])
+            direction = "higher" if higher_is_better(metric) else "lower"
             ax.set_title(name)
+            ax.set_ylabel(f"validation {display_name(metric.removeprefix('val_'))}, {direction} is better")
             _few_y_ticks(ax)
-        for (ax,) in groups[:: grid.per_row]:
-            ax.set_ylabel("validation accuracy (%)")
         grid.link(figure, groups)
         _epoch_axis(figure)
         _figure_legend(figure, _legend_entries(groups, methods), grid)
@@ -680,6 +717,67 @@ def _weights_figures(epochs: pd.DataFrame, order: list[str], styles: dict[str, i
             axes[0].set_ylabel("weight")
         grid.link(figure, groups)
         _few_y_ticks(figure.axes[0])
+        _epoch_axis(figure)
+        _figure_legend(figure, _legend_entries(groups, methods), grid)
+        figures.append(figure)
+    return figures
+
+
+def modality_pairs(columns) -> list[tuple[str, str]]:
+    """The modality pairs (a, b) that have ``cosine_before_<a>_<b>`` columns, in column
+    order; the modalities are those with ``weight_<modality>`` columns, so names that
+    hold underscores split correctly."""
+    modalities = [c.removeprefix("weight_") for c in columns if c.startswith("weight_") and c != "weight_decay"]
+    pairs = []
+    for column in columns:
+        if not column.startswith("cosine_before_"):
+            continue
+        pair = column.removeprefix("cosine_before_")
+        split = [(a, b) for a in modalities for b in modalities if a != b and pair == f"{a}_{b}"]
+        pairs += split[:1]
+    return pairs
+
+
+def _gradient_figures(epochs: pd.DataFrame, order: list[str], styles: dict[str, int]):
+    """Conflict fraction, then per modality pair of the unit the mean cosine before and after."""
+    drawn = []  # (unit name, [(panel title, [(method, band)])])
+    for keys, unit in _units(epochs):
+        reported = [c for c in unit.columns if unit[c].notna().any()]
+        panels_of = [("conflict_fraction", "conflicting pairs")] + [
+            (f"cosine_{when}_{a}_{b}", f"cos {a}·{b} {when}")
+            for a, b in modality_pairs(reported)
+            for when in ("before", "after")
+        ]
+        panels = []
+        for column, title in panels_of:
+            if column in reported:
+                bands = _bands(unit, ["method"], "epoch", column)
+                panels.append((title, [(m, bands[(m,)]) for m in order if (m,) in bands]))
+        if panels:
+            drawn.append((_unit_name(keys), panels))
+    if not drawn:
+        return []
+    used = {m for _, panels in drawn for _, lines in panels for m, _ in lines}
+    methods = [m for m in order if m in used]
+    group = max(len(panels) for _, panels in drawn)
+    grid = _Grid(len(drawn), group, width=2.4, right=_legend_margin(methods), wgap=0.55, sharey="position")
+    figures = []
+    for figure, groups, indices in grid.pages(
+        "gradient conflicts per epoch: fraction of conflicting modality pairs, mean cosine of each"
+        " pair before and after the strategy (mean over seeds, 95 % CI)"
+    ):
+        for axes, i in zip(groups, indices):
+            name, panels = drawn[i]
+            for ax, (title, lines) in zip(axes, panels):
+                _plot_bands(ax, [(method, styles[method], band) for method, band in lines])
+                ax.set_title(f"{name} · {title}")
+            for ax in axes[len(panels) :]:
+                ax.set_title(f"{name} · no more pairs", color="0.4")
+        for axes in groups[:: grid.per_row]:
+            axes[0].set_ylabel("fraction / cosine")
+        grid.link(figure, groups)
+        for ax in figure.axes[:group]:
+            _few_y_ticks(ax)
         _epoch_axis(figure)
         _figure_legend(figure, _legend_entries(groups, methods), grid)
         figures.append(figure)

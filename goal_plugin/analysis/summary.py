@@ -11,6 +11,7 @@ metric), and the seed win rate of the reference. Rows with scope
 means with the Wilcoxon signed-rank test, Holm across methods, and count the
 reference's wins, ties and losses. See ``goal_plugin.analysis.stats``.
 
+The metrics by default follow the trials' task (see ``metrics.TASK_METRICS``).
 Besides the requested metrics, the overhead metrics and, per (dataset,
 backbone), the linear-probe accuracy of the weakest modality (the
 ``probe_acc_<modality>`` with the lowest mean over its trials: the modality
@@ -48,6 +49,7 @@ from goal_plugin.analysis.methods import (
 from goal_plugin.analysis.metrics import (
     OVERHEAD_METRICS,
     PROBE_PREFIX,
+    default_metrics,
     higher_is_better,
     is_fraction,
     resolve_metrics,
@@ -125,22 +127,29 @@ class Summary:
 def summarise(
     results: Results,
     reference: str = "goal",
-    metrics: tuple[str, ...] | list[str] = ("test_acc", "test_macro_f1"),
+    metrics: tuple[str, ...] | list[str] | None = None,
     alpha: float = 0.05,
 ) -> Summary:
     """Significance-tested summary of ``results`` (see the module docstring).
 
-    ``metrics`` may use short names (``acc`` = ``test_acc``); the overhead
-    metrics ``time_per_sample_ms`` and ``peak_memory_mb`` are added when the
-    trials have them.
+    ``metrics`` may use short names (``acc`` = ``test_acc``); by default the
+    metrics of the trials' tasks (``metrics.default_metrics``: accuracy and
+    macro-F1 for classification, micro- and macro-F1 for multi-label, MAE,
+    correlation and the sentiment scores for regression), each summarised where
+    its task's trials report it. The overhead metrics ``time_per_sample_ms``
+    and ``peak_memory_mb`` are added when the trials have them.
     """
     if not 0 < alpha < 1:
         raise AnalysisError(f"alpha must lie between 0 and 1, got {alpha}")
     trials = results.trials
-    if not [m for m in metrics if str(m).strip()]:
+    by_task = metrics is None
+    if by_task:
+        metrics = default_metrics(trials)
+    elif not [m for m in metrics if str(m).strip()]:
         raise AnalysisError("no metric named: name at least one, e.g. acc or test_acc")
     metrics = resolve_metrics(metrics, trials.columns)
-    requested = list(metrics)
+    # The task's metrics are summarised where its trials report them: not missing elsewhere.
+    requested = [] if by_task else list(metrics)
     weakest = weak_probes(trials)
     probes = [m for m in dict.fromkeys(weakest) if m not in metrics]
     metrics += probes

@@ -2,8 +2,10 @@
 
 Shapes, each built when the data is there:
 
-* main comparison: methods x datasets, the requested metrics and the weakest
-  modality's linear-probe accuracy (per backbone; see ``summary``);
+* main comparison: methods x datasets, the requested metrics (by default each
+  dataset's task's: see ``metrics.TASK_METRICS``; a metric a dataset does not
+  report gets no column there) and, for classification, the weakest modality's
+  linear-probe accuracy (per backbone; see ``summary``);
 * ablation: none / none_uniloss / al / go / goal with check marks for the
   unimodal loss (from the weight the trials trained with; "?" where they do
   not say), AL and GO (when al or go ran);
@@ -89,11 +91,9 @@ def build_tables(summary: Summary) -> list[Table]:
     def per_backbone(title, backbone, metrics, method_rows=None, lead_header=("Method",)) -> Table:
         """One row per method, one column per (dataset, metric), for one backbone."""
         where = f" ({backbone})" if len(backbones) > 1 else ""
-        # A metric only some datasets report (the weak modality's probe) gets no empty columns.
-        present = set(zip(rows["dataset"], rows["backbone"], rows["metric"]))
-        columns = [
-            (d, backbone, m) for d in datasets for m in metrics if (d, backbone, m) in present
-        ]
+        # A metric only some datasets report (the weak modality's probe, another task's
+        # scores) gets no empty columns.
+        columns = _present(rows, [(d, backbone, m) for d in datasets for m in metrics])
         if method_rows is None:
             method_rows = _method_rows(summary, rows, backbone)
         return _value_table(f"{title}{where}", summary, method_rows, columns, lead_header)
@@ -119,15 +119,21 @@ def build_tables(summary: Summary) -> list[Table]:
     tables += _temperature_tables(summary, rows, main_metrics)
     if len(backbones) > 1:
         for dataset in datasets:
-            columns = [(dataset, b, m) for b in backbones for m in main_metrics]
+            columns = _present(rows, [(dataset, b, m) for b in backbones for m in main_metrics])
             method_rows = _method_rows(summary, rows[rows["dataset"] == dataset], None)
             table = _value_table(f"Backbones on {dataset}", summary, method_rows, columns)
-            table.groups = [b for b in backbones for _ in main_metrics]
+            table.groups = [b for _, b, _ in columns]
             tables.append(table)
     if overhead:
         tables += [per_backbone("Overhead", backbone, overhead) for backbone in backbones]
     tables.append(_across_table(summary))
     return tables
+
+
+def _present(rows: pd.DataFrame, columns: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """The (dataset, backbone, metric) columns that some row reports."""
+    present = set(zip(rows["dataset"], rows["backbone"], rows["metric"]))
+    return [column for column in columns if column in present]
 
 
 def _ablation_rank(strategy: str) -> int:
@@ -168,7 +174,7 @@ def _temperature_tables(summary: Summary, rows: pd.DataFrame, metrics: list[str]
             ([f"{t:g}" if isinstance(t, float) else str(t)], m)
             for t, m in zip(settings["temperature"], settings["method"])
         ]
-        columns = [(dataset, backbone, m) for m in metrics]
+        columns = _present(rows, [(dataset, backbone, m) for m in metrics])
         title = f"Temperature sensitivity: {strategy} on {dataset}/{backbone}"
         table = _value_table(title, summary, method_rows, columns, ["T"])
         table.groups = [""] * len(columns)

@@ -229,13 +229,21 @@ def _loader(run: Run, split: str, epoch: int | None) -> DataLoader:
 
 
 class _StatsAccumulator:
-    """Sums strategy diagnostics on the device; converted once per epoch."""
+    """Sums strategy diagnostics on the device; converted once per epoch.
+
+    Besides the means over all modality pairs (``cosine_before`` / ``cosine_after``),
+    the mean cosine of every pair ``a`` < ``b`` (in the order of the modalities),
+    ``cosine_before_<a>_<b>`` / ``cosine_after_<a>_<b>``, averaged over the epoch's
+    measured steps like the means.
+    """
 
     def __init__(self, num_modalities: int, device: torch.device):
         self.steps = 0
         self.measured = 0
         self.weights = torch.zeros(num_modalities, dtype=torch.float64, device=device)
         self.sums = torch.zeros(3, dtype=torch.float64, device=device)
+        self.pairs = num_modalities * (num_modalities - 1) // 2
+        self.pair_sums = torch.zeros(2, self.pairs, dtype=torch.float64, device=device)
         self.hist = torch.zeros(2, COSINE_BINS, dtype=torch.float64, device=device)
 
     def add(self, strategy: Strategy) -> None:
@@ -250,6 +258,8 @@ class _StatsAccumulator:
         ).double()
         for row, cosines in enumerate((stats.cosines_before, stats.cosines_after)):
             self.hist[row] += torch.histc(cosines.double(), COSINE_BINS, -1.0, 1.0)
+            # The cosines are (N, P) flattened: N inner products of each of the P pairs.
+            self.pair_sums[row] += cosines.double().reshape(-1, self.pairs).mean(0)
 
     def as_metrics(self, modalities: tuple[str, ...]) -> dict[str, Any]:
         metrics: dict[str, Any] = {}
@@ -257,6 +267,10 @@ class _StatsAccumulator:
         metrics.update({f"weight_{m}": w for m, w in zip(modalities, weights)})
         sums = (self.sums / self.measured).tolist() if self.measured else [None] * 3
         metrics.update(dict(zip(("conflict_fraction", "cosine_before", "cosine_after"), sums)))
+        pairs = [f"{a}_{b}" for i, a in enumerate(modalities) for b in modalities[i + 1 :]]
+        per_pair = (self.pair_sums / self.measured).tolist() if self.measured else [[None] * self.pairs] * 2
+        for when, means in zip(("before", "after"), per_pair):
+            metrics.update({f"cosine_{when}_{pair}": value for pair, value in zip(pairs, means)})
         metrics["cosine_hist_before"] = [int(v) for v in self.hist[0].tolist()]
         metrics["cosine_hist_after"] = [int(v) for v in self.hist[1].tolist()]
         return metrics
@@ -615,9 +629,10 @@ def fit(
             ckpt.save_checkpoint(checkpoint_dir, _state(run, epoch, history))
             _write_json(output / "metrics.json", _summary(run, history, {}, finished=False))
         if log is not None:
+            score, _ = run.task.selection
             log(
                 f"epoch {epoch + 1}/{config.epochs}  loss {metrics['train_loss']:.4f}  "
-                f"val acc {metrics['val_acc']:.4f}  test acc {metrics['test_acc']:.4f}  "
+                f"val {score} {metrics[f'val_{score}']:.4f}  test {score} {metrics[f'test_{score}']:.4f}  "
                 f"({metrics['epoch_time_s']:.2f}s)"
             )
         if on_epoch_end is not None:

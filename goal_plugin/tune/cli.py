@@ -12,7 +12,6 @@ from goal_plugin._validation import unknown_name_message
 from goal_plugin.tune.runner import DEFAULT_MAX_FAILURES, SweepOutcome, run_sweep
 from goal_plugin.tune.space import SweepSpecError, load_space
 
-TABLE_METRICS = ("test_acc", "test_macro_f1")
 DEFAULT_REFERENCE = "goal"
 
 
@@ -165,7 +164,8 @@ def resume_command(args: argparse.Namespace, outcome: SweepOutcome) -> str:
 
 
 def final_table(experiment_path: str, reference: str) -> str:
-    """The analysis layer's table, also written to <experiment>/analysis/."""
+    """The analysis layer's table (the metrics of the trials' tasks), also written to
+    <experiment>/analysis/."""
     if "://" in experiment_path:
         return (
             f"results are in {experiment_path}; copy the experiment folder locally and run "
@@ -176,7 +176,8 @@ def final_table(experiment_path: str, reference: str) -> str:
     try:
         results = load_results([experiment_path])
         reference = reference_method(results, reference)
-        summary = summarise(results, reference=reference, metrics=TABLE_METRICS)
+        # Each dataset's task's metrics (goal_plugin.analysis.metrics.TASK_METRICS).
+        summary = summarise(results, reference=reference)
     except AnalysisError as error:
         return f"no table: {error}"
     out_dir = Path(experiment_path) / "analysis"
