@@ -170,17 +170,18 @@ def test_each_modality_may_have_its_own_backbone(tmp_path, capsys):
 
 def test_memes_train_an_image_backbone_beside_bert_from_one_local_folder(tmp_path):
     """Hateful Memes with backbone {image: small_cnn, text: bert_base}: the tokenizer and
-    the checkpoint come from the same folder the test writes (never the hub)."""
+    the checkpoint come from one folder inside the data root (never the hub); bert_base
+    reads it without a path of its own."""
     transformers = pytest.importorskip("transformers")
     from tests._image_text_fixtures import write_hateful_memes, write_tokenizer
 
     write_hateful_memes(tmp_path / "memes")
-    bert = write_tokenizer(tmp_path / "bert")
+    bert = write_tokenizer(tmp_path / "memes" / "bert")  # inside the data root: named relatively
     vocab = len((bert / "vocab.txt").read_text().split())
     config = transformers.BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
     transformers.BertModel(config).save_pretrained(str(bert))
-    options = json.dumps({"tokenizer": str(bert), "max_length": 16, "image_size": 16})
-    backbone_options = json.dumps({"feature_dim": 16, "image": {"channels": [4]}, "text": {"path": str(bert)}})
+    options = json.dumps({"tokenizer": "bert", "max_length": 16, "image_size": 16})
+    backbone_options = json.dumps({"feature_dim": 16, "image": {"channels": [4]}})  # bert_base reads the tokenizer's folder
     code = train_cli(
         ["--set", "dataset=hateful_memes", "--set", f"data_root={tmp_path / 'memes'}",
          "--set", f"dataset_options={options}", "--set", "backbone={image: small_cnn, text: bert_base}",

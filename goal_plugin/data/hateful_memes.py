@@ -138,11 +138,11 @@ def hateful_memes(
         VAL_FRACTION if val_fraction is None else val_fraction,
         SPLIT_SEED if split_seed is None else split_seed,
     )
-    folder, length = check_tokenizer_options("hateful_memes", tokenizer, max_length)
     check.integer("image_size", image_size, minimum=8)
     root_path = require_root(
         root, "hateful_memes", "img/ and train.jsonl, dev_seen.jsonl, test_seen.jsonl"
     )
+    folder, length = check_tokenizer_options("hateful_memes", tokenizer, max_length, root_path)
     name = split_file(split, protocol, version)
     ids, images, texts, labels = read_memes(root_path / name, root_path, scored=split == "test")
     if protocol == "dev_as_test" and split != "test":
@@ -161,7 +161,7 @@ def hateful_memes(
         "image": ImageFiles("image", images, image_size, split == "train", LAYOUT),
         "text": tokenize("hateful_memes", folder, texts, length),
     }
-    return ImageTextDataset(
+    data = ImageTextDataset(
         ids,
         torch.from_numpy(labels),
         sources,
@@ -172,3 +172,5 @@ def hateful_memes(
         layout=LAYOUT,
         source=str(root_path / name),
     )
+    data.text_checkpoint = folder  # bert_base reads this folder unless given its own path
+    return data

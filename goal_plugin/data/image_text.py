@@ -234,8 +234,9 @@ class SampleId(str):
 
 
 def check_tokenizer_options(
-    dataset: str, tokenizer: object, max_length: object
+    dataset: str, tokenizer: object, max_length: object, root: Path
 ) -> tuple[Path, int]:
+    """The tokenizer folder (a relative path is read inside the data root) and max_length."""
     if tokenizer is None:
         raise ValueError(
             f"option tokenizer of {dataset} is required: a local folder holding a tokenizer "
@@ -243,7 +244,8 @@ def check_tokenizer_options(
         )
     if not isinstance(tokenizer, (str, os.PathLike)) or not str(tokenizer):
         raise ValueError(f"option tokenizer of {dataset} must be a folder path, got {tokenizer!r}")
-    return Path(tokenizer).expanduser(), check.integer("max_length", max_length, minimum=2)
+    folder = Path(tokenizer).expanduser()
+    return (folder if folder.is_absolute() else root / folder), check.integer("max_length", max_length, minimum=2)
 
 
 def tokenize(

@@ -421,7 +421,7 @@ def mmimdb(
                 "option image_features of mmimdb applies to layout hdf5 only; leave it unset"
             )
         folder, length = check_tokenizer_options(
-            "mmimdb", tokenizer, MAX_LENGTH if max_length is None else max_length
+            "mmimdb", tokenizer, MAX_LENGTH if max_length is None else max_length, root_path
         )
         ids, labels, sources, notes, protocol = read_raw(
             root_path, split, task, folder, length, image_size
@@ -440,7 +440,7 @@ def mmimdb(
     if task == "regression":
         protocol += "; movies without a rating dropped from every split"
     warn("mmimdb", split, notes)
-    return ImageTextDataset(
+    data = ImageTextDataset(
         ids,
         torch.from_numpy(labels),
         sources,
@@ -452,3 +452,6 @@ def mmimdb(
         source=str(root_path if layout == "raw" else root_path / HDF5_FILE),
         notes=notes,
     )
+    if layout == "raw":
+        data.text_checkpoint = folder  # bert_base reads this folder unless given its own path
+    return data

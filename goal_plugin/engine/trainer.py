@@ -121,7 +121,7 @@ def prepare(config: TrialConfig) -> Run:
             train.sample_shapes,
             task.outputs,
             fusion=config.fusion,
-            backbone_options=config.backbone_options,
+            backbone_options=_with_text_checkpoint(config, train),
         ).to(device)
     except ValueError as error:
         raise ConfigError(f"backbone / backbone_options ({config.backbone!r}): {error}") from None
@@ -167,6 +167,22 @@ def prepare(config: TrialConfig) -> Run:
         dataset_protocol(train),
         task,
     )
+
+
+def _with_text_checkpoint(config: TrialConfig, train) -> dict[str, Any]:
+    """``backbone_options`` where a ``bert_base`` encoder given neither ``path`` nor
+    ``config`` reads the folder of the dataset's tokenizer (``text_checkpoint``): one
+    local checkpoint folder holds both."""
+    options = dict(config.backbone_options)
+    folder = getattr(train, "text_checkpoint", None)
+    if folder is None:
+        return options
+    names = config.backbone if isinstance(config.backbone, Mapping) else dict.fromkeys(train.sample_shapes, config.backbone)
+    for modality, name in names.items():
+        own = options.get(modality) if isinstance(options.get(modality), Mapping) else {}
+        if name == "bert_base" and not {"path", "config"} & {*own, *options}:
+            options[modality] = {**own, "path": str(folder)}
+    return options
 
 
 def _task(config: TrialConfig, train) -> Task:

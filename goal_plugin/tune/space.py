@@ -10,6 +10,9 @@
       strategy: [none, ogm, goal]
       seed: [0, 1, 2, 3, 4]
       temperature: [0.2, 1.0]  # a strategy hyperparameter: only for strategies that take it
+    datasets:                  # optional: per dataset, keys for its cells only
+      mosi: {dataset_options: {task: classification, label_scheme: non_zero}}
+      hateful_memes: {backbone: {image: resnet18, text: bert_base}, strategy: [none, goal]}
     search:                    # optional: Optuna inside every grid cell
       temperature: {distribution: loguniform, low: 0.1, high: 10.0}
       num_samples: 8           # Optuna trials per cell
@@ -19,7 +22,9 @@
 
 A strategy hyperparameter (in ``base``, ``grid`` or ``search``) applies only to
 the cells whose strategy accepts it, so ``none`` is not repeated for every
-temperature. Every expanded trial config is validated with the engine's own
+temperature. ``datasets`` gives a dataset's cells keys of their own, over
+``base``: a list under a grid axis replaces that axis for the dataset (e.g. the
+strategies that can train its task), any other value is set in its cells. Every expanded trial config is validated with the engine's own
 checks before anything starts; errors name the file, the key and the allowed
 values.
 """
@@ -38,7 +43,7 @@ from goal_plugin import _validation as check
 from goal_plugin.engine.config import DEFAULTS, ConfigError, resolve_config
 from goal_plugin.registry import STRATEGIES
 
-TOP_LEVEL_KEYS = ("name", "description", "base", "grid", "search", "resources")
+TOP_LEVEL_KEYS = ("name", "description", "base", "grid", "datasets", "search", "resources")
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "categorical")
 SEARCH_SETTINGS = ("num_samples", "metric", "mode")
 GRID_ORDER = ("dataset", "backbone", "strategy", "seed")
@@ -101,6 +106,7 @@ class SweepSpec:
     search: SearchSpec | None
     resources: dict[str, float]
     cells: tuple[Cell, ...] = field(default=())
+    datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def trials_in(self, cell: Cell) -> int:
         return self.search.num_samples if (self.search and cell.search_params) else 1
@@ -211,9 +217,33 @@ def parse_space(raw: Any, *, source: str = "<space>", default_name: str = "sweep
         grid[key] = values
     search = _parse_search(raw.get("search"), fail, known_key, grid)
     resources = _parse_resources(raw.get("resources"), fail)
-    spec = SweepSpec(name, source, dict(base), grid, search, resources)
+    datasets = _parse_datasets(raw.get("datasets"), fail, known_key, base, grid)
+    spec = SweepSpec(name, source, dict(base), grid, search, resources, datasets=datasets)
     cells = _expand(spec, hparams, fail)
     return replace(spec, cells=cells)
+
+
+def _parse_datasets(raw, fail, known_key, base, grid) -> dict[str, dict[str, Any]]:
+    """``datasets``: per dataset of the space, the keys of its cells."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise fail("datasets", f"must map dataset names to mappings of trial-config keys, got {type(raw).__name__}")
+    named = grid.get("dataset") or [base.get("dataset", DEFAULTS["dataset"])]
+    parsed = {}
+    for dataset, keys in raw.items():
+        if dataset not in named:
+            raise fail(f"datasets.{dataset}", f"is not a dataset of this space ({', '.join(map(str, named))})")
+        if not isinstance(keys, Mapping):
+            raise fail(f"datasets.{dataset}", f"must be a mapping of trial-config keys, got {keys!r}")
+        for key, value in keys.items():
+            known_key(f"datasets.{dataset}", key)
+            if key == "dataset":
+                raise fail(f"datasets.{dataset}.dataset", "names the dataset already")
+            if key in grid and isinstance(value, list) and not value:
+                raise fail(f"datasets.{dataset}.{key}", "must be a non-empty list")
+        parsed[dataset] = dict(keys)
+    return parsed
 
 
 def _parse_search(raw, fail, known_key, grid) -> SearchSpec | None:
@@ -285,30 +315,53 @@ def _parse_resources(raw, fail) -> dict[str, float]:
         raise fail("resources", str(error)) from None
 
 
+def _per_dataset(spec: SweepSpec) -> list[tuple[dict[str, Any], dict[str, list[Any]]]]:
+    """(base, grid) of each dataset's cells: ``datasets`` over the space's own."""
+    if not spec.datasets:
+        return [(spec.base, spec.grid)]
+    parts = []
+    for dataset in spec.grid.get("dataset") or [spec.base.get("dataset", DEFAULTS["dataset"])]:
+        keys = spec.datasets.get(dataset, {})
+        grid = {**spec.grid, **({"dataset": [dataset]} if "dataset" in spec.grid else {})}
+        base = dict(spec.base)
+        for key, value in keys.items():
+            if key in grid:
+                grid[key] = value if isinstance(value, list) else [value]
+            else:
+                base[key] = value
+        parts.append((base, grid))
+    return parts
+
+
 def _expand(spec: SweepSpec, hparams: dict[str, set[str]], fail) -> tuple[Cell, ...]:
-    axes = sorted(spec.grid, key=lambda k: (GRID_ORDER.index(k) if k in GRID_ORDER else len(GRID_ORDER), k))
     cells: list[Cell] = []
     seen: set[str] = set()
-    for values in itertools.product(*(spec.grid[k] for k in axes)):
-        config = {**spec.base, **dict(zip(axes, values))}
-        strategy = config.get("strategy", DEFAULTS["strategy"])
-        if strategy not in STRATEGIES.names():
-            raise fail("grid.strategy" if "strategy" in spec.grid else "base.strategy",
-                       check.unknown_name_message("strategy", strategy, STRATEGIES.names()))
-        accepted = STRATEGIES.options(strategy)
-        config = {k: v for k, v in config.items() if k not in hparams or k in accepted}
-        key = json.dumps(config, sort_keys=True, default=str)
-        if key in seen:
-            continue
-        seen.add(key)
-        search_params = tuple(
-            p for p in (spec.search.params if spec.search else ()) if p not in hparams or p in accepted
-        )
-        cell = Cell(config, search_params)
-        _validate_cell(spec, cell, fail)
-        # Trials carry the full resolved config, so params.json records every value.
-        cells.append(replace(cell, config=resolve_config(config).as_dict()))
+    for base, grid in _per_dataset(spec):
+        axes = sorted(grid, key=lambda k: (GRID_ORDER.index(k) if k in GRID_ORDER else len(GRID_ORDER), k))
+        for values in itertools.product(*(grid[k] for k in axes)):
+            _add_cell(spec, {**base, **dict(zip(axes, values))}, hparams, fail, cells, seen)
     return tuple(cells)
+
+
+def _add_cell(spec, config, hparams, fail, cells: list[Cell], seen: set[str]) -> None:
+    """Append the cell of ``config`` (once; strategy hyperparameters its strategy takes only)."""
+    strategy = config.get("strategy", DEFAULTS["strategy"])
+    if strategy not in STRATEGIES.names():
+        raise fail("grid.strategy" if "strategy" in spec.grid else "base.strategy",
+                   check.unknown_name_message("strategy", strategy, STRATEGIES.names()))
+    accepted = STRATEGIES.options(strategy)
+    config = {k: v for k, v in config.items() if k not in hparams or k in accepted}
+    key = json.dumps(config, sort_keys=True, default=str)
+    if key in seen:
+        return
+    seen.add(key)
+    search_params = tuple(
+        p for p in (spec.search.params if spec.search else ()) if p not in hparams or p in accepted
+    )
+    cell = Cell(config, search_params)
+    _validate_cell(spec, cell, fail)
+    # Trials carry the full resolved config, so params.json records every value.
+    cells.append(replace(cell, config=resolve_config(config).as_dict()))
 
 
 def _validate_cell(spec: SweepSpec, cell: Cell, fail) -> None:
