@@ -165,3 +165,13 @@ def test_the_regression_strategies_are_every_one_the_engine_trains_on_gaussian_h
             continue
         accepted.append(strategy)
     assert sorted(accepted) == sorted(REGRESSION_STRATEGIES)
+
+
+def test_a_search_must_optimise_a_score_its_cells_task_reports():
+    search = {"temperature": {"distribution": "loguniform", "low": 0.1, "high": 10.0}, "num_samples": 2}
+    base = {"dataset": "mosi", "strategy": "goal", "uncertainty": "variance"}
+    with pytest.raises(ValueError, match=r"search.metric: 'val_acc' is not a validation score of mosi's regression task"):
+        parse_space({"base": base, "grid": {"seed": [0]}, "search": search})
+    spec = parse_space({"base": base, "grid": {"seed": [0]}, "search": {**search, "metric": "val_mae", "mode": "min"}})
+    assert spec.search.metric == "val_mae" and len(spec.cells) == 1
+    assert parse_space({"grid": {"seed": [0]}, "search": search}).search.metric == "val_acc"  # mfeat classifies

@@ -360,8 +360,31 @@ def _add_cell(spec, config, hparams, fail, cells: list[Cell], seen: set[str]) ->
     )
     cell = Cell(config, search_params)
     _validate_cell(spec, cell, fail)
+    if search_params:
+        _check_search_metric(spec.search, config, fail)
     # Trials carry the full resolved config, so params.json records every value.
     cells.append(replace(cell, config=resolve_config(config).as_dict()))
+
+
+def _check_search_metric(search: SearchSpec, config: dict[str, Any], fail) -> None:
+    """The metric a study optimises is one the cell's task reports on the validation split."""
+    from goal_plugin.data import DATASETS
+    from goal_plugin.engine.tasks import Task
+
+    dataset = config.get("dataset", DEFAULTS["dataset"])
+    options = config.get("dataset_options") or {}
+    task = options.get("task", DATASETS.options(dataset).get("task", "classification"))
+    if not isinstance(task, str) or task not in ("classification", "multilabel", "regression"):
+        return  # the dataset refuses it when the trial starts
+    scores = Task(task, 2, score_range=(-3.0, 3.0) if task == "regression" else None).score_names
+    name = search.metric.removeprefix("val_")
+    if not search.metric.startswith("val_") or name.split("_", 1)[0] not in {s.split("_", 1)[0] for s in scores}:
+        lower = task == "regression"
+        raise fail(
+            "search.metric",
+            f"{search.metric!r} is not a validation score of {dataset}'s {task} task; use one of "
+            f"{', '.join('val_' + s for s in scores)}" + (" (with mode: min for val_mae)" if lower else ""),
+        )
 
 
 def _validate_cell(spec: SweepSpec, cell: Cell, fail) -> None:
