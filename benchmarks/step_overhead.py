@@ -2,8 +2,10 @@
 
 Two ResNet-18 encoders (audio 1 x 128 x 96 spectrogram, visual 3 x 112 x 112
 frame), batch 16, 6 classes, concat fusion, unimodal heads, SGD. Every variant
-runs the same loss (fused + unimodal cross-entropy) and optimizer step; they
-differ only in the strategy behind the gate (and OGM-GE's post-backward noise).
+runs the same losses (fused + unimodal cross-entropy) and optimizer step; they
+differ only in the strategy behind the gate (and OGM-GE's post-backward noise),
+and in how a recipe with a training method (``mmpareto``) computes the step's
+gradients from those losses, as the trainer runs it.
 The baseline is ``none``, the plain baseline as the harness trains it (through
 the identity gate, which still records the gradient statistics); a row without
 any gate shows what the gate itself costs. Steps are interleaved round by round
@@ -23,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 import goal_plugin as gp
+from goal_plugin.methods.hook import StepLosses, TrainingMethod
 from goal_plugin.models import build_network
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,13 +38,14 @@ BASELINE = "none"
 def make_step(model, optimizer, batch, strategy):
     labels = batch["label"]
 
+    method = strategy.training_method if strategy is not None and strategy.training_method else TrainingMethod()
+
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         out = model(batch, strategy, logits_source="unimodal_head")
-        loss = F.cross_entropy(out.fused_logits, labels) + sum(
-            F.cross_entropy(z, labels) for z in out.unimodal_logits.values()
-        )
-        loss.backward()
+        fused = F.cross_entropy(out.fused_logits, labels)
+        unimodal = {m: F.cross_entropy(z, labels) for m, z in out.unimodal_logits.items()}
+        method.backward(StepLosses(model, fused, unimodal, 1.0, lambda loss: loss))
         if strategy is not None:
             strategy.post_backward(model.named_parameters(), model.encoder_prefixes())
         optimizer.step()

@@ -25,7 +25,7 @@ from goal_plugin.strategies.base import HarnessDefaults
 ROOT = Path(__file__).resolve().parents[1]
 METHODS_PAGE = ROOT / "docs" / "methods.md"
 RECIPE_HEADER = [
-    "strategy", "magnitude step", "direction step", "after backward", "hyperparameters (defaults)"
+    "strategy", "magnitude step", "direction step", "after backward", "training step", "hyperparameters (defaults)"
 ]
 HARNESS_FIELDS = [field.name for field in dataclasses.fields(HarnessDefaults)]
 HARNESS_HEADER = ["strategy"] + [f"`{name}`" for name in HARNESS_FIELDS]
@@ -130,13 +130,14 @@ def test_methods_page_lists_every_built_in_strategy_with_the_registry_defaults()
         if name not in recipes or name not in harness:
             continue
         strategy = gp.create_strategy(name)
-        magnitude, direction, after_backward, hyperparameters = recipes[name]
+        magnitude, direction, after_backward, training_step, hyperparameters = recipes[name]
         code = {
             "magnitude step": strategy.magnitude,
             "direction step": strategy.direction,
             "after backward": strategy.parameter_hook,
+            "training step": strategy.training_method,
         }
-        for (column, part), cell in zip(code.items(), (magnitude, direction, after_backward)):
+        for (column, part), cell in zip(code.items(), (magnitude, direction, after_backward, training_step)):
             actual = None if part is None else type(part).__name__
             if documented_class(cell) != actual:
                 problems.append(f"{name}: {column} is {actual}, documented {cell!r}")

@@ -52,7 +52,7 @@ def test_backbones_space_is_the_three_backbones_with_none_and_goal():
 # the variances). The datasets that need options or encoders of their own get them in the
 # space's ``datasets`` block.
 EVERY_STRATEGY = "every built-in strategy"
-REGRESSION_STRATEGIES = ["none", "none_uniloss", "al", "go", "goal"]
+REGRESSION_STRATEGIES = ["none", "none_uniloss", "al", "go", "goal", "mmpareto"]
 SPACES = {
     "trimodal": {dataset: EVERY_STRATEGY for dataset in ("mosi", "meld", "iemocap", "hateful_memes")},
     "regression": {"mosi": REGRESSION_STRATEGIES, "mmimdb": REGRESSION_STRATEGIES},

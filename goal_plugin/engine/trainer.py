@@ -45,6 +45,7 @@ from goal_plugin.engine.config import RECORDED_KEY, ConfigError, TrialConfig, re
 from goal_plugin.engine.metrics import canonical_correlations, linear_probe_accuracy
 from goal_plugin.engine.run_folder import claim_run_folder
 from goal_plugin.engine.tasks import TASKS, Task
+from goal_plugin.methods.hook import StepLosses, TrainingMethod
 from goal_plugin.models import MultimodalNetwork, build_network
 from goal_plugin.strategies.base import HarnessDefaults, Strategy
 
@@ -129,6 +130,11 @@ def prepare(config: TrialConfig) -> Run:
     harness = config.harness(strategy)
     if strategy.reads not in ("nothing", task.heads_read):
         raise ConfigError(_unsupported_strategy(config, task, strategy.reads))
+    if getattr(strategy.training_method, "needs_unimodal_loss", False) and harness.unimodal_loss_weight == 0:
+        raise ConfigError(
+            f"strategy {config.strategy!r} combines the fused and the unimodal losses' gradients: "
+            "unimodal_loss_weight must be above 0"
+        )
     if len(model.modalities) < 2:
         if config.strategy != "none":
             raise ConfigError(
@@ -167,6 +173,9 @@ def prepare(config: TrialConfig) -> Run:
         dataset_protocol(train),
         task,
     )
+
+
+PLAIN_STEP = TrainingMethod()  # (L_mm + lambda * sum_m L_m).backward()
 
 
 def _with_text_checkpoint(config: TrialConfig, train) -> dict[str, Any]:
@@ -325,9 +334,11 @@ def train_epoch(run: Run, epoch: int, progress: bool = False) -> dict[str, Any]:
                 detach_heads=unimodal_weight == 0,
             )
             fused_loss = run.task.loss(out.fused_logits, labels)
-            unimodal_loss = sum(run.task.loss(z, labels) for z in out.unimodal_logits.values())
-            loss = fused_loss + head_weight * unimodal_loss
-        run.scaler.scale(loss).backward()
+            unimodal_losses = {m: run.task.loss(z, labels) for m, z in out.unimodal_logits.items()}
+            unimodal_loss = sum(unimodal_losses.values())
+        step_losses = StepLosses(model, fused_loss, unimodal_losses, head_weight, run.scaler.scale)
+        method = strategy.training_method if strategy is not None else None
+        (method or PLAIN_STEP).backward(step_losses)
         run.scaler.unscale_(run.optimizer)
         if strategy is not None:
             strategy.post_backward(model.named_parameters(), model.encoder_prefixes())

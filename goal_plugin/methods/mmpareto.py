@@ -58,6 +58,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from goal_plugin import _validation as check
+from goal_plugin.methods.hook import StepLosses, TrainingMethod
 
 FALLBACK_FUSED_WEIGHT = 0.999  # MinNormSolver: <G, g> >= <G, G>, the min-norm point is (almost) G
 FALLBACK_UNIMODAL_WEIGHT = (
@@ -148,3 +149,52 @@ class MMPareto:
     def load_state_dict(self, state: dict[str, object]) -> None:
         if state:
             raise ValueError(f"MMPareto keeps no state, got keys {sorted(state)}")
+
+
+class MMParetoStep(TrainingMethod):
+    """MMPareto as a training step (the engine's ``TrainingMethod`` hook).
+
+    The step's gradients: each unimodal loss ``lambda * L_m`` and the fused loss
+    ``L_mm`` are differentiated separately (M + 1 backward passes over the one
+    forward; the official loop runs M + 2, the last one for ``||G_p + g_p||``,
+    which ``MMPareto.combine`` computes from the two gradients instead). Encoder
+    m's parameters get the MMPareto rule of ``(G, g)``: ``G`` from ``L_mm``, ``g``
+    from ``lambda * L_m`` (the official loss has lambda = 1); every other
+    parameter (heads, fusion) gets the plain gradient of
+    ``L_mm + lambda * sum_m L_m``, as in the official code.
+    """
+
+    needs_unimodal_loss = True
+
+    def __init__(self, gamma: float = 1.5) -> None:
+        self.rule = MMPareto(gamma)
+
+    def backward(self, step: StepLosses) -> None:
+        model = step.model
+        encoders = {m: [p for p in model.encoders[m].parameters() if p.requires_grad] for m in step.unimodal}
+        in_encoders = {id(p) for params in encoders.values() for p in params}
+        others = [p for p in model.parameters() if p.requires_grad and id(p) not in in_encoders]
+        every = [p for params in encoders.values() for p in params] + others
+        unimodal = {
+            m: torch.autograd.grad(
+                step.scale(step.unimodal_weight * loss), encoders[m] + others, retain_graph=True, allow_unused=True
+            )
+            for m, loss in step.unimodal.items()
+        }
+        fused = dict(zip(map(id, every), torch.autograd.grad(step.scale(step.fused), every, allow_unused=True)))
+        for m, params in encoders.items():
+            own = unimodal[m][: len(params)]
+            pairs = [(_or_zeros(fused[id(p)], p), _or_zeros(g, p)) for p, g in zip(params, own)]
+            for param, grad in zip(params, self.rule.encoder_gradients(pairs)):
+                param.grad = grad
+        for index, param in enumerate(others):
+            grad = _or_zeros(fused[id(param)], param)
+            for m, params in encoders.items():
+                extra = unimodal[m][len(params) + index]
+                if extra is not None:
+                    grad = grad + extra
+            param.grad = grad
+
+
+def _or_zeros(grad: Tensor | None, param: Tensor) -> Tensor:
+    return torch.zeros_like(param) if grad is None else grad

@@ -124,11 +124,15 @@ class Strategy:
         direction: DirectionStep | None = None,
         defaults: HarnessDefaults = HarnessDefaults(),
         parameter_hook: ParameterHook | None = None,
+        training_method: object | None = None,
     ) -> None:
         self.magnitude = magnitude
         self.direction = direction
         self.defaults = defaults
         self.parameter_hook = parameter_hook
+        # A goal_plugin.methods.hook.TrainingMethod: how the trainer computes a step's
+        # gradients for methods that need more than this gate (e.g. MMPareto).
+        self.training_method = training_method
         self.name = type(self).__name__
         self.hparams: dict[str, object] = {}
         self._stats: _geometry.StepStats | None = None
@@ -305,12 +309,20 @@ class Strategy:
         return self._stats
 
     def state_dict(self) -> dict[str, object]:
-        """Persistent state across steps (none for the built-in recipes)."""
-        return {}
+        """Persistent state across steps: its training method's, if it keeps any (the
+        gate keeps none)."""
+        method = {} if self.training_method is None else self.training_method.state_dict()
+        return {"training_method": method} if method else {}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
+        state = dict(state)
+        method = state.pop("training_method", {})
         if state:
             raise ValueError(f"{self.name} keeps no state, got keys {sorted(state)}")
+        if self.training_method is not None:
+            self.training_method.load_state_dict(method)
+        elif method:
+            raise ValueError(f"{self.name} has no training method, got its state")
 
     @property
     def last_weights(self) -> Tensor | None:

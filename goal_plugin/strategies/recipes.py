@@ -13,6 +13,7 @@ ogm_ge        OGM (alpha)     identity     as ogm, plus GE noise after backward
 ogm_go        OGM (alpha)     GO           as ogm
 arl           ARL (T_arl)     identity     unimodal loss 4 (1 in warm-up); epochs 6-end
 arl_go        ARL (T_arl)     GO           as arl
+mmpareto      identity        identity     unimodal loss 1; MMPareto's step (gamma)
 ============  ==============  ===========  ==============================================
 
 GOAL's recipes train the unimodal heads jointly (weight 1): AL reads their
@@ -21,11 +22,14 @@ control: joint training with the same unimodal loss and no modulation, so that
 a comparison with ``al``, ``go`` or ``goal`` measures the gradient modification
 and not the extra loss (``none`` trains with the fused loss only). ``ogm_go``
 and ``arl_go`` add GO after the magnitude step of OGM / ARL; ``ogm_go`` adds no
-GE noise, which would undo the orthogonality that GO establishes.
+GE noise, which would undo the orthogonality that GO establishes. ``mmpareto``
+changes how the step's gradients are computed (``goal_plugin.methods.mmpareto``,
+through the engine's ``TrainingMethod`` hook), not the fusion gradients.
 """
 
 from __future__ import annotations
 
+from goal_plugin.methods.mmpareto import MMParetoStep
 from goal_plugin.registry import register_strategy
 from goal_plugin.strategies.base import HarnessDefaults, Strategy
 from goal_plugin.strategies.direction import GradientOrthogonalisation
@@ -128,3 +132,15 @@ def arl_go(
         GradientOrthogonalisation(space, eps),
         ARL_DEFAULTS,
     )
+
+
+# MMPareto's official loop: loss_mm + sum_m loss_m (weight 1), every epoch.
+MMPARETO_DEFAULTS = HarnessDefaults(unimodal_loss_weight=1.0)
+
+
+@register_strategy("mmpareto")
+def mmpareto(*, gamma: float = 1.5) -> Strategy:
+    """MMPareto (Wei & Hu, ICML 2024; code GeWu-Lab/MMPareto_ICML2024): per encoder, the
+    fused and unimodal gradients combined by the two-task min-norm rule and rescaled,
+    times gamma; see ``goal_plugin.methods.mmpareto``."""
+    return Strategy(defaults=MMPARETO_DEFAULTS, training_method=MMParetoStep(gamma))
