@@ -696,27 +696,36 @@ def _weights_figures(epochs: pd.DataFrame, order: list[str], styles: dict[str, i
                 panels.append((column.removeprefix("weight_"), lines))
         if panels:
             drawn.append((_unit_name(keys), panels))
+    return _panel_figures(
+        drawn, order, styles, title="modality weights per epoch (mean over seeds, 95 % CI)",
+        ylabel="weight", missing="no more modalities", wgap=0.3, sharey="all",
+    )
+
+
+def _panel_figures(drawn, order: list[str], styles: dict[str, int], *, title: str, ylabel: str, missing: str,
+                   sharey: str, **grid_options):
+    """Pages of per-unit rows of panels, a band per method in each: ``drawn`` holds
+    (unit name, [(panel title, [(method, band)])])."""
     if not drawn:
         return []
     used = {m for _, panels in drawn for _, lines in panels for m, _ in lines}
     methods = [m for m in order if m in used]
     group = max(len(panels) for _, panels in drawn)
-    grid = _Grid(len(drawn), group, right=_legend_margin(methods), wgap=0.3, sharey="all")
+    grid = _Grid(len(drawn), group, right=_legend_margin(methods), sharey=sharey, **grid_options)
     figures = []
-    for figure, groups, indices in grid.pages(
-        "modality weights per epoch (mean over seeds, 95 % CI)"
-    ):
+    for figure, groups, indices in grid.pages(title):
         for axes, i in zip(groups, indices):
             name, panels = drawn[i]
-            for ax, (modality, lines) in zip(axes, panels):
+            for ax, (panel, lines) in zip(axes, panels):
                 _plot_bands(ax, [(method, styles[method], band) for method, band in lines])
-                ax.set_title(f"{name} · {modality}")
+                ax.set_title(f"{name} · {panel}")
             for ax in axes[len(panels) :]:
-                ax.set_title(f"{name} · no more modalities", color="0.4")
+                ax.set_title(f"{name} · {missing}", color="0.4")
         for axes in groups[:: grid.per_row]:
-            axes[0].set_ylabel("weight")
+            axes[0].set_ylabel(ylabel)
         grid.link(figure, groups)
-        _few_y_ticks(figure.axes[0])
+        for ax in figure.axes[: 1 if sharey == "all" else group]:  # one tick set per shared y axis
+            _few_y_ticks(ax)
         _epoch_axis(figure)
         _figure_legend(figure, _legend_entries(groups, methods), grid)
         figures.append(figure)
@@ -755,33 +764,12 @@ def _gradient_figures(epochs: pd.DataFrame, order: list[str], styles: dict[str, 
                 panels.append((title, [(m, bands[(m,)]) for m in order if (m,) in bands]))
         if panels:
             drawn.append((_unit_name(keys), panels))
-    if not drawn:
-        return []
-    used = {m for _, panels in drawn for _, lines in panels for m, _ in lines}
-    methods = [m for m in order if m in used]
-    group = max(len(panels) for _, panels in drawn)
-    grid = _Grid(len(drawn), group, width=2.4, right=_legend_margin(methods), wgap=0.55, sharey="position")
-    figures = []
-    for figure, groups, indices in grid.pages(
-        "gradient conflicts per epoch: fraction of conflicting modality pairs, mean cosine of each"
-        " pair before and after the strategy (mean over seeds, 95 % CI)"
-    ):
-        for axes, i in zip(groups, indices):
-            name, panels = drawn[i]
-            for ax, (title, lines) in zip(axes, panels):
-                _plot_bands(ax, [(method, styles[method], band) for method, band in lines])
-                ax.set_title(f"{name} · {title}")
-            for ax in axes[len(panels) :]:
-                ax.set_title(f"{name} · no more pairs", color="0.4")
-        for axes in groups[:: grid.per_row]:
-            axes[0].set_ylabel("fraction / cosine")
-        grid.link(figure, groups)
-        for ax in figure.axes[:group]:
-            _few_y_ticks(ax)
-        _epoch_axis(figure)
-        _figure_legend(figure, _legend_entries(groups, methods), grid)
-        figures.append(figure)
-    return figures
+    return _panel_figures(
+        drawn, order, styles,
+        title="gradient conflicts per epoch: fraction of conflicting modality pairs, mean cosine of each"
+        " pair before and after the strategy (mean over seeds, 95 % CI)",
+        ylabel="fraction / cosine", missing="no more pairs", width=2.4, wgap=0.55, sharey="position",
+    )
 
 
 def cosine_histograms(epochs: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
