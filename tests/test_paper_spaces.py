@@ -31,7 +31,8 @@ def test_paper_av_space_is_every_strategy_on_the_three_datasets():
     assert space.grid["dataset"] == ["crema_d", "kinetics_sounds", "ave"]
     assert sorted(space.grid["strategy"]) == built_in_strategies()
     assert space.grid["seed"] == [0, 1, 2, 3, 4]
-    assert space.total_trials == 3 * len(built_in_strategies()) * 5
+    assert space.grid["modality"] == ["audio", "visual"]  # the unimodal baselines
+    assert space.total_trials == 3 * (len(built_in_strategies()) - 1 + 2) * 5
     for cell in space.cells:
         assert cell.config["backbone"] == "resnet18"
         assert {k: cell.config[k] for k in EXPECTED} == EXPECTED
@@ -52,10 +53,13 @@ def test_backbones_space_is_the_three_backbones_with_none_and_goal():
 # the variances). The datasets that need options or encoders of their own get them in the
 # space's ``datasets`` block.
 EVERY_STRATEGY = "every built-in strategy"
-REGRESSION_STRATEGIES = ["none", "none_uniloss", "al", "go", "goal", "mmpareto"]
+REGRESSION_STRATEGIES = ["none", "none_uniloss", "al", "go", "goal", "mmpareto", "unimodal"]
 SPACES = {
     "trimodal": {dataset: EVERY_STRATEGY for dataset in ("mosi", "meld", "iemocap", "hateful_memes")},
     "regression": {"mosi": REGRESSION_STRATEGIES, "mmimdb": REGRESSION_STRATEGIES},
+}
+MODALITIES = {dataset: ["audio", "visual", "text"] for dataset in ("mosi", "meld", "iemocap")} | {
+    dataset: ["image", "text"] for dataset in ("hateful_memes", "mmimdb")
 }
 PAPER_OPTIMISER = {"optimizer": "sgd", "lr": 4e-4, "momentum": 0.9, "weight_decay": 1e-4, "fusion": "concat"}
 
@@ -87,11 +91,12 @@ def test_the_datasets_block_gives_a_datasets_cells_their_own_keys():
 @pytest.mark.parametrize("name", SPACES)
 def test_a_table_3_or_4_space_is_each_dataset_x_the_strategies_its_task_trains_x_5_seeds(name):
     spec = space(name)
-    cells = {(c.config["dataset"], c.config["strategy"], c.config["seed"]) for c in spec.cells}
+    cells = {(c.config["dataset"], c.config["strategy"], c.config.get("modality"), c.config["seed"]) for c in spec.cells}
     expected = {
-        (dataset, strategy, seed)
+        (dataset, strategy, modality, seed)
         for dataset, strategies in SPACES[name].items()
         for strategy in strategies_of(strategies)
+        for modality in (MODALITIES[dataset] if strategy == "unimodal" else [None])  # a baseline per modality
         for seed in range(5)
     }
     assert cells == expected and spec.total_trials == len(expected) == len(spec.cells)
@@ -142,12 +147,17 @@ def on_fixture(config: dict, base: Path) -> dict:
     ("name", "dataset"), [(name, dataset) for name, datasets in SPACES.items() for dataset in datasets]
 )
 def test_every_cell_passes_the_engines_strategy_and_task_check_on_a_fixture(name, dataset, tmp_path):
-    cells = {c.config["strategy"]: c.config for c in space(name).cells if c.config["dataset"] == dataset and c.config["seed"] == 0}
+    cells = {
+        (c.config["strategy"], c.config.get("modality")): c.config
+        for c in space(name).cells
+        if c.config["dataset"] == dataset and c.config["seed"] == 0
+    }
     base = on_fixture(next(iter(cells.values())), tmp_path)  # one fixture per dataset
-    for strategy, config in cells.items():
+    for (strategy, _), config in cells.items():
         fixture = {k: base[k] for k in ("data_root", "dataset_options")}
         run = prepare(resolve_config({**config, **fixture}))  # raises ConfigError if the task refuses it
-        assert run.config.strategy == strategy and len(run.modalities) >= 2
+        assert run.config.strategy == strategy
+        assert len(run.modalities) == (1 if strategy == "unimodal" else len(MODALITIES[dataset]))
         expected_task = config["dataset_options"].get("task", DATASETS.options(dataset)["task"])
         assert run.task.name == expected_task
 

@@ -65,18 +65,30 @@ def mask_searched(trials: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 def method_labels(trials: pd.DataFrame, columns: dict[str, list[str]]) -> pd.Series:
     """``strategy`` or ``strategy (key=value, ...)`` for every trial; a searched key
-    reads ``tuned`` (see ``mask_searched``)."""
+    reads ``tuned`` (see ``mask_searched``). A unimodal baseline reads ``<modality> only``
+    (``audio only``), as the papers' tables name it."""
     labels = trials["strategy"].astype(str).copy()
     settings = mask_searched(trials, all_label_columns(columns))
     for strategy, keys in columns.items():
-        if not keys:
-            continue
         rows = trials["strategy"] == strategy
+        names = [trials.loc[rows, UNIMODAL_KEY].astype(str) + " only"] if _is_unimodal(trials, strategy) else None
+        keys = [k for k in keys if not (names and k == UNIMODAL_KEY)]
+        if not keys and names is None:
+            continue
+        heads = names[0].tolist() if names else [strategy] * int(rows.sum())
         labels[rows] = [
-            f"{strategy} ({', '.join(f'{SHORT_NAMES.get(k, k)}={_format(v)}' for k, v in zip(keys, values))})"
-            for values in settings.loc[rows, keys].itertuples(index=False)
+            f"{head} ({', '.join(f'{SHORT_NAMES.get(k, k)}={_format(v)}' for k, v in zip(keys, values))})"
+            if keys else head
+            for head, values in zip(heads, settings.loc[rows, keys].itertuples(index=False))
         ]
     return labels
+
+
+UNIMODAL, UNIMODAL_KEY = "unimodal", "modality"  # the recipe of goal_plugin.strategies.recipes
+
+
+def _is_unimodal(trials: pd.DataFrame, strategy: str) -> bool:
+    return strategy == UNIMODAL and UNIMODAL_KEY in trials.columns
 
 
 def all_label_columns(columns: dict[str, list[str]]) -> list[str]:

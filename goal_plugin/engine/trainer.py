@@ -116,17 +116,24 @@ def prepare(config: TrialConfig) -> Run:
         raise ConfigError(f"dataset_options / data_root of dataset {config.dataset!r}: {error}") from None
     train = splits["train"]
     task = _task(config, train)
+    strategy = config.build_strategy()
+    shapes = _trained_modalities(config, strategy, train.sample_shapes)
+    backbone, backbone_options = config.backbone, _with_text_checkpoint(config, train)
+    if strategy.only_modality is not None:  # a unimodal baseline: the other modalities' settings go
+        others = set(train.sample_shapes) - {strategy.only_modality}
+        if isinstance(backbone, Mapping):
+            backbone = {m: name for m, name in backbone.items() if m not in others}
+        backbone_options = {k: v for k, v in backbone_options.items() if not (k in others and isinstance(v, Mapping))}
     try:
         model = build_network(
-            config.backbone,
-            train.sample_shapes,
+            backbone,
+            shapes,
             task.outputs,
             fusion=config.fusion,
-            backbone_options=_with_text_checkpoint(config, train),
+            backbone_options=backbone_options,
         ).to(device)
     except ValueError as error:
         raise ConfigError(f"backbone / backbone_options ({config.backbone!r}): {error}") from None
-    strategy = config.build_strategy()
     harness = config.harness(strategy)
     if strategy.reads not in ("nothing", task.heads_read):
         raise ConfigError(_unsupported_strategy(config, task, strategy.reads))
@@ -136,10 +143,10 @@ def prepare(config: TrialConfig) -> Run:
             "unimodal_loss_weight must be above 0"
         )
     if len(model.modalities) < 2:
-        if config.strategy != "none":
+        if config.strategy != "none" and strategy.only_modality is None:
             raise ConfigError(
                 f"strategy {config.strategy!r} needs at least 2 modalities; the dataset gives "
-                f"{list(model.modalities)} (use strategy 'none' for a unimodal baseline)"
+                f"{list(model.modalities)} (use strategy 'none' or 'unimodal' for a unimodal baseline)"
             )
         strategy = None
     else:
@@ -192,6 +199,18 @@ def _with_text_checkpoint(config: TrialConfig, train) -> dict[str, Any]:
         if name == "bert_base" and not {"path", "config"} & {*own, *options}:
             options[modality] = {**own, "path": str(folder)}
     return options
+
+
+def _trained_modalities(config: TrialConfig, strategy: Strategy, shapes) -> dict[str, Any]:
+    """The sample shapes of the modalities the run trains: all, or a unimodal baseline's one."""
+    only = strategy.only_modality
+    if only is None:
+        return dict(shapes)
+    if only not in shapes:
+        raise ConfigError(
+            f"modality {only!r} of strategy {config.strategy!r} is not one of the dataset's {list(shapes)}"
+        )
+    return {only: shapes[only]}
 
 
 def _task(config: TrialConfig, train) -> Task:

@@ -125,6 +125,7 @@ class Strategy:
         defaults: HarnessDefaults = HarnessDefaults(),
         parameter_hook: ParameterHook | None = None,
         training_method: object | None = None,
+        only_modality: str | None = None,
     ) -> None:
         self.magnitude = magnitude
         self.direction = direction
@@ -133,6 +134,8 @@ class Strategy:
         # A goal_plugin.methods.hook.TrainingMethod: how the trainer computes a step's
         # gradients for methods that need more than this gate (e.g. MMPareto).
         self.training_method = training_method
+        # A unimodal baseline: the trainer builds one encoder and head, on this modality.
+        self.only_modality = only_modality
         self.name = type(self).__name__
         self.hparams: dict[str, object] = {}
         self._stats: _geometry.StepStats | None = None

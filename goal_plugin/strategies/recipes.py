@@ -14,6 +14,7 @@ ogm_go        OGM (alpha)     GO           as ogm
 arl           ARL (T_arl)     identity     unimodal loss 4 (1 in warm-up); epochs 6-end
 arl_go        ARL (T_arl)     GO           as arl
 mmpareto      identity        identity     unimodal loss 1; MMPareto's step (gamma)
+unimodal      -               -            one modality's encoder and head (modality)
 ============  ==============  ===========  ==============================================
 
 GOAL's recipes train the unimodal heads jointly (weight 1): AL reads their
@@ -144,3 +145,12 @@ def mmpareto(*, gamma: float = 1.5) -> Strategy:
     fused and unimodal gradients combined by the two-task min-norm rule and rescaled,
     times gamma; see ``goal_plugin.methods.mmpareto``."""
     return Strategy(defaults=MMPARETO_DEFAULTS, training_method=MMParetoStep(gamma))
+
+
+@register_strategy("unimodal")
+def unimodal(*, modality: str = "audio") -> Strategy:
+    """A unimodal baseline: one encoder and its head trained on ``modality`` alone through
+    the same harness (the paper's "audio only" / "visual only" rows); nothing is gated."""
+    if not isinstance(modality, str) or not modality:
+        raise ValueError(f"modality must name one of the dataset's modalities, got {modality!r}")
+    return Strategy(defaults=HarnessDefaults(unimodal_loss_weight=0.0), only_modality=modality)
