@@ -204,3 +204,23 @@ def test_built_ins_that_fail_to_import_fail_every_lookup(tmp_path, monkeypatch, 
     for lookup in (THINGS.names, lambda: THINGS.get("kept"), THINGS.names):
         with pytest.raises(ModuleNotFoundError, match="a_dependency_that_is_not_installed"):
             lookup()
+
+
+def test_no_strategy_hyperparameter_is_named_like_a_config_key():
+    """Config keys and hyperparameters are flat keys of one config: a hyperparameter named
+    like a config key (PMR's prototype momentum as ``momentum``) could never be set."""
+    from goal_plugin.engine.config import DEFAULTS
+
+    clashes = {name: sorted(set(gp.strategy_hyperparameters(name)) & set(DEFAULTS)) for name in gp.list_strategies()}
+    assert not {name: keys for name, keys in clashes.items() if keys}
+
+
+def test_a_plugin_strategy_with_a_config_key_as_hyperparameter_is_refused(scratch_registry):
+    from goal_plugin.engine import ConfigError, resolve_config
+
+    @gp.register_strategy("shadowing")
+    def shadowing(*, lr: float = 0.5):
+        return gp.create_strategy("none")
+
+    with pytest.raises(ConfigError, match=r"strategy 'shadowing' has hyperparameter\(s\) \['lr'\] named like config keys"):
+        resolve_config({"strategy": "shadowing"})

@@ -1,10 +1,11 @@
-"""The engine's TrainingMethod hook, with MMPareto as its first user.
+"""The engine's TrainingMethod hook: MMPareto (backward) and PMR (epoch start + backward).
 
 One training step of ``mmpareto`` gives every parameter the gradient of a
 transcription of the official loop (separate backward passes, the per-encoder
 rule, the heads and fusion with the summed loss's gradient), with two and three
-modalities; runs of the recipe resume bit-exactly; a method that needs the
-unimodal losses refuses a weight of 0.
+modalities; PMR's prototypes before an epoch are the class means of the first
+tenth of its batches; runs of both recipes resume bit-exactly; a method that
+needs the unimodal losses refuses a weight of 0, and PMR refuses regression.
 """
 
 from __future__ import annotations
@@ -88,14 +89,33 @@ def small(**overrides):
     return {"strategy": "mmpareto", "epochs": 2, "diagnostics": False, "batch_size": 256, **overrides}
 
 
+def test_pmr_prototypes_are_the_class_means_of_the_first_tenth_of_the_epochs_batches():
+    from goal_plugin.engine.config import resolve_config
+    from goal_plugin.engine.trainer import _epoch_start, _loader, _to_device, prepare
+
+    run = prepare(resolve_config({"strategy": "pmr", "batch_size": 32, "diagnostics": False}))
+    _epoch_start(run, 0)
+    batches = list(_loader(run, "train", 0))[: max(1, len(_loader(run, "train", 0)) // 10)]
+    run.model.eval()
+    with torch.no_grad():
+        outs = [(run.model(_to_device(b, run.device)), b["label"]) for b in batches]
+    labels = torch.cat([y for _, y in outs])
+    for index, m in enumerate(run.modalities):
+        features = torch.cat([out.features[m] for out, _ in outs]).double()
+        for c in labels.unique():
+            expected = features[labels == c].mean(0).float()
+            assert torch.allclose(run.strategy.training_method.pmr.prototypes[index][c], expected, atol=1e-5)
+
+
 def deterministic(results):
     strip = lambda metrics: {k: v for k, v in metrics.items() if k not in NONDETERMINISTIC}  # noqa: E731
     return [strip(m) for m in results["history"]], strip(results["final"])
 
 
 @pytest.mark.parametrize("views", [VIEWS[2], VIEWS[3]])
-def test_an_mmpareto_run_resumes_bit_exactly(tmp_path, views):
-    config = small(dataset_options={"views": views})
+@pytest.mark.parametrize("strategy", ["mmpareto", "pmr"])
+def test_a_run_of_a_method_resumes_bit_exactly(tmp_path, strategy, views):
+    config = small(strategy=strategy, epochs=3, dataset_options={"views": views})  # PMR smooths from epoch 2
     uninterrupted = fit(config)
 
     class Killed(Exception):
@@ -115,3 +135,12 @@ def test_an_mmpareto_run_resumes_bit_exactly(tmp_path, views):
 def test_mmpareto_without_the_unimodal_loss_is_refused():
     with pytest.raises(ConfigError, match="unimodal_loss_weight must be above 0"):
         fit(small(unimodal_loss_weight=0.0))
+
+
+def test_pmr_refuses_a_regression_task(tmp_path):
+    from tests._sequence_fixtures import write_mmsa
+
+    write_mmsa(tmp_path, aligned=False)
+    with pytest.raises(ConfigError, match="strategy 'pmr' trains classification tasks only, not regression"):
+        fit({"strategy": "pmr", "dataset": "mosi", "data_root": str(tmp_path), "backbone": "transformer_seq",
+             "backbone_options": {"d_model": 8, "heads": 2, "layers": 1}, "epochs": 1})  # fmt: skip

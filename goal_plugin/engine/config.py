@@ -123,6 +123,12 @@ def resolve_config(raw: Mapping[str, Any] | None = None) -> TrialConfig:
         hparam_names = STRATEGIES.options(strategy_name)
     except ValueError as error:
         raise _wrap("strategy", error) from None
+    shadowed = sorted(set(hparam_names) & set(DEFAULTS))
+    if shadowed:  # flat keys: such a hyperparameter could never be set
+        raise ConfigError(
+            f"strategy {strategy_name!r} has hyperparameter(s) {shadowed} named like config keys; "
+            "rename them in its factory"
+        )
     values = dict(DEFAULTS)
     hparams: dict[str, Any] = {}
     for key, value in raw.items():

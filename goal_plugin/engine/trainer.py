@@ -45,7 +45,7 @@ from goal_plugin.engine.config import RECORDED_KEY, ConfigError, TrialConfig, re
 from goal_plugin.engine.metrics import canonical_correlations, linear_probe_accuracy
 from goal_plugin.engine.run_folder import claim_run_folder
 from goal_plugin.engine.tasks import TASKS, Task
-from goal_plugin.methods.hook import StepLosses, TrainingMethod
+from goal_plugin.methods.hook import EpochStart, StepLosses, TrainingMethod
 from goal_plugin.models import MultimodalNetwork, build_network
 from goal_plugin.strategies.base import HarnessDefaults, Strategy
 
@@ -137,6 +137,9 @@ def prepare(config: TrialConfig) -> Run:
     harness = config.harness(strategy)
     if strategy.reads not in ("nothing", task.heads_read):
         raise ConfigError(_unsupported_strategy(config, task, strategy.reads))
+    tasks = getattr(strategy.training_method, "supported_tasks", None)
+    if tasks is not None and task.name not in tasks:
+        raise ConfigError(f"strategy {config.strategy!r} trains {', '.join(tasks)} tasks only, not {task.name}")
     if getattr(strategy.training_method, "needs_unimodal_loss", False) and harness.unimodal_loss_weight == 0:
         raise ConfigError(
             f"strategy {config.strategy!r} combines the fused and the unimodal losses' gradients: "
@@ -320,8 +323,29 @@ class _StatsAccumulator:
         return metrics
 
 
+def _epoch_start(run: Run, epoch: int) -> None:
+    """The training method's ``on_epoch_start`` (see goal_plugin.methods.hook)."""
+    method = run.strategy.training_method if run.strategy is not None else None
+    if method is None:
+        return
+
+    def features(count: int):
+        run.model.eval()
+        try:
+            with torch.no_grad():
+                for _, batch in zip(range(count), _loader(run, "train", epoch)):
+                    batch = _to_device(batch, run.device)
+                    out = run.model(batch)
+                    yield [out.features[m] for m in run.modalities], batch["label"]
+        finally:
+            run.model.train()
+
+    method.on_epoch_start(EpochStart(epoch, run.task.num_labels, len(_loader(run, "train", epoch)), features))
+
+
 def train_epoch(run: Run, epoch: int, progress: bool = False) -> dict[str, Any]:
     model, config = run.model, run.config
+    _epoch_start(run, epoch)
     model.train()
     modulating = run.harness.modulates(epoch)
     unimodal_weight = run.harness.unimodal_weight(epoch)
@@ -355,7 +379,9 @@ def train_epoch(run: Run, epoch: int, progress: bool = False) -> dict[str, Any]:
             fused_loss = run.task.loss(out.fused_logits, labels)
             unimodal_losses = {m: run.task.loss(z, labels) for m, z in out.unimodal_logits.items()}
             unimodal_loss = sum(unimodal_losses.values())
-        step_losses = StepLosses(model, fused_loss, unimodal_losses, head_weight, run.scaler.scale)
+        step_losses = StepLosses(
+            model, fused_loss, unimodal_losses, head_weight, run.scaler.scale, out.features, labels
+        )
         method = strategy.training_method if strategy is not None else None
         (method or PLAIN_STEP).backward(step_losses)
         run.scaler.unscale_(run.optimizer)

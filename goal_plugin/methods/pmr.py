@@ -37,7 +37,8 @@ above. BalanceBenchmark's PMRTrainer replaces PMR for three modalities by an
 OGM-GE-like gradient scaling; we keep the prototype losses. Regression: class
 prototypes need classes, so PMR does not apply to regression tasks.
 
-Deliberate deviations: a class with no sample in the subset keeps its previous
+Deliberate deviations: the distance's gradient is 0 where a feature equals its
+prototype (``torch.cdist``; the official ``sqrt`` gives NaN there); a class with no sample in the subset keeps its previous
 prototype (zeros before the first), where the official ``/= count_class[c]``
 makes it NaN; class sums accumulate in float64. The paper's ratio-dependent
 coefficient and prototype-entropy regularisation are not in the released
@@ -47,12 +48,13 @@ not in the repository); we follow the released code.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
 
 from goal_plugin import _validation as check
+from goal_plugin.methods.hook import EpochStart, StepLosses, TrainingMethod
 
 
 def _copy(tensors: Sequence[Tensor] | None) -> list[Tensor] | None:
@@ -66,8 +68,10 @@ def prototype_logits(features: Tensor, prototypes: Tensor) -> Tensor:
             f"features (batch, dim) and prototypes (classes, dim) must share dim, got "
             f"{tuple(features.shape)} and {tuple(prototypes.shape)}"
         )
-    difference = features.unsqueeze(1) - prototypes.to(features.dtype).unsqueeze(0)
-    return -difference.pow(2).sum(dim=-1).sqrt()
+    # cdist's gradient at a zero distance is 0, where sqrt's is infinite (the official
+    # EU_dist then gives NaN: a feature equal to its prototype, e.g. a dead ReLU layer's).
+    distances = torch.cdist(features, prototypes.to(features.dtype), compute_mode="donot_use_mm_for_euclid_dist")
+    return -distances
 
 
 def prototype_score(logits: Tensor, labels: Tensor) -> Tensor:
@@ -220,3 +224,43 @@ class PMR:
         self._sums = _copy(state["sums"])  # type: ignore[arg-type]
         counts = state["counts"]
         self._counts = None if counts is None else counts.clone()  # type: ignore[union-attr]
+
+
+class PMRStep(TrainingMethod):
+    """PMR as a training method (the engine's ``TrainingMethod`` hook): the prototypes
+    are recomputed before every epoch from its first ``max(1, n // 10)`` training
+    batches (before epoch e they are the class means after epoch e - 1, smoothed
+    for e >= 2, as ``finish_prototypes`` says), and a step's loss is the engine's
+    (fused loss, plus the unimodal heads trained as probes on detached features,
+    PMR's harness weight being 0) plus ``sum_m w_m CE(-d_m, y)``. Classification only.
+    """
+
+    supported_tasks = ("classification",)
+
+    def __init__(self, alpha: float = 1.0, momentum: float = 0.2) -> None:
+        self.alpha = check.non_negative("alpha", alpha)
+        self.momentum = check.in_unit_interval("momentum", momentum)
+        self.pmr: PMR | None = None
+
+    def on_epoch_start(self, start: EpochStart) -> None:
+        if self.pmr is None:
+            self.pmr = PMR(start.num_classes, self.alpha, self.momentum)
+        self.pmr.start_prototypes()
+        for features, labels in start.features(self.pmr.subset_batches(start.num_batches)):
+            self.pmr.accumulate(features, labels)
+        self.pmr.finish_prototypes(None if start.epoch == 0 else start.epoch - 1)
+
+    def backward(self, step: StepLosses) -> None:
+        features = [step.features[m] for m in step.unimodal]  # modality order
+        step.scale(self.pmr.loss(step.total, features, step.labels)).backward()
+
+    def state_dict(self) -> dict[str, object]:
+        return {} if self.pmr is None else {"num_classes": self.pmr.num_classes, **self.pmr.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, object]) -> None:
+        if not state:
+            self.pmr = None
+            return
+        state = dict(state)
+        self.pmr = PMR(int(state.pop("num_classes")), self.alpha, self.momentum)
+        self.pmr.load_state_dict(state)

@@ -15,6 +15,7 @@ arl           ARL (T_arl)     identity     unimodal loss 4 (1 in warm-up); epoch
 arl_go        ARL (T_arl)     GO           as arl
 mmpareto      identity        identity     unimodal loss 1; MMPareto's step (gamma)
 unimodal      -               -            one modality's encoder and head (modality)
+pmr           identity        identity     fused loss; prototype losses (alpha, prototype_momentum); epochs 0-100
 ============  ==============  ===========  ==============================================
 
 GOAL's recipes train the unimodal heads jointly (weight 1): AL reads their
@@ -31,6 +32,7 @@ through the engine's ``TrainingMethod`` hook), not the fusion gradients.
 from __future__ import annotations
 
 from goal_plugin.methods.mmpareto import MMParetoStep
+from goal_plugin.methods.pmr import PMRStep
 from goal_plugin.registry import register_strategy
 from goal_plugin.strategies.base import HarnessDefaults, Strategy
 from goal_plugin.strategies.direction import GradientOrthogonalisation
@@ -154,3 +156,16 @@ def unimodal(*, modality: str = "audio") -> Strategy:
     if not isinstance(modality, str) or not modality:
         raise ValueError(f"modality must name one of the dataset's modalities, got {modality!r}")
     return Strategy(defaults=HarnessDefaults(unimodal_loss_weight=0.0), only_modality=modality)
+
+
+# PMR's official loop: CE(fused) plus the prototype losses inside epochs 0-100.
+PMR_DEFAULTS = HarnessDefaults(unimodal_loss_weight=0.0, modulation_starts=0, modulation_ends=100)
+
+
+@register_strategy("pmr")
+def pmr(*, alpha: float = 1.0, prototype_momentum: float = 0.2) -> Strategy:
+    """PMR (Fan et al., CVPR 2023; code fanyunfeng-bit/Modal-Imbalance-PMR): class
+    prototypes of each modality's features (smoothed with ``prototype_momentum``, the
+    official ``momentum_coef``; the optimiser's ``momentum`` is another key), the weaker
+    modality's prototype cross-entropy weighted by alpha; see ``goal_plugin.methods.pmr``."""
+    return Strategy(defaults=PMR_DEFAULTS, training_method=PMRStep(alpha, prototype_momentum))
