@@ -159,6 +159,7 @@ def attach(
         raise ValueError(
             f"strategy must be a Strategy (goal_plugin.create_strategy(name)), got {type(strategy).__name__}"
         )
+    strategy.require_gate_only("goal_plugin.attach")
     if logits_fn is not None and not callable(logits_fn):
         raise ValueError(f"logits_fn must be callable or None, got {type(logits_fn).__name__}")
     if logits_fn is None and strategy.requires_logits:

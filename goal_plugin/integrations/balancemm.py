@@ -185,6 +185,7 @@ def settings_from_method_dict(method_dict: Mapping[str, Any]) -> tuple[Strategy,
                 )
             )
     strategy = create_strategy(method, **hparams)
+    strategy.require_gate_only("the BalanceMM trainer")
     return strategy, strategy.defaults.replace(**overrides)
 
 

@@ -149,6 +149,16 @@ class Strategy:
     def requires_logits(self) -> bool:
         return self.magnitude is not None and self.magnitude.requires_logits
 
+    def require_gate_only(self, where: str) -> None:
+        """Refuse a recipe that is more than its gate (a training step of its own, or a
+        one-modality network) where only the gate runs (``attach``, BalanceMM)."""
+        if self.training_method is not None or self.only_modality is not None:
+            what = "changes the training step" if self.training_method is not None else "trains one modality alone"
+            raise ValueError(
+                f"strategy {self.name!r} {what}, which {where} cannot do (it applies the gate only); "
+                "run it with goal_plugin's trainer (runners/train.py, runners/sweep.py)"
+            )
+
     @property
     def reads(self) -> str:
         """What the recipe reads from the heads: ``"nothing"``, or its magnitude step's ``reads``."""
