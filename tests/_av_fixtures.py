@@ -136,3 +136,19 @@ def write_ave(
             )
         write_frames(root / "visual" / video, [f"frame_{k + 1:05d}.jpg" for k in range(10)])
     return splits
+
+
+# runners/train.py settings for one quick epoch on these fixtures.
+TINY_NETWORK = [
+    "--set",
+    "backbone=small_cnn",
+    "--set",
+    "backbone_options={channels: [4], out_dim: 8}",
+    "--set",
+    "batch_size=6",
+    "--set",
+    "epochs=1",
+    "--set",
+    "diagnostics=false",
+    "--quiet",
+]

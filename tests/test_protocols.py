@@ -17,23 +17,11 @@ import torch
 
 from goal_plugin.data import DATASETS, SPLITS, build_dataset
 from tests._analysis_fixtures import finished_trial
+from tests._av_fixtures import TINY_NETWORK
 from tests._protocol_fixtures import SMALL, dataset_case, write_crema_d_actors
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("train", "val", "test")
-TINY_NETWORK = [
-    "--set",
-    "backbone=small_cnn",
-    "--set",
-    "backbone_options={channels: [4], out_dim: 8}",
-    "--set",
-    "batch_size=6",
-    "--set",
-    "epochs=1",
-    "--set",
-    "diagnostics=false",
-    "--quiet",
-]
 
 
 def pinned_split() -> dict:

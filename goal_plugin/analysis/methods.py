@@ -71,11 +71,10 @@ def method_labels(trials: pd.DataFrame, columns: dict[str, list[str]]) -> pd.Ser
     settings = mask_searched(trials, all_label_columns(columns))
     for strategy, keys in columns.items():
         rows = trials["strategy"] == strategy
-        names = [trials.loc[rows, UNIMODAL_KEY].astype(str) + " only"] if _is_unimodal(trials, strategy) else None
-        keys = [k for k in keys if not (names and k == UNIMODAL_KEY)]
-        if not keys and names is None:
-            continue
-        heads = names[0].tolist() if names else [strategy] * int(rows.sum())
+        heads = labels[rows]
+        if strategy == UNIMODAL and UNIMODAL_KEY in trials.columns:
+            heads = trials.loc[rows, UNIMODAL_KEY].astype(str) + " only"
+            keys = [k for k in keys if k != UNIMODAL_KEY]
         labels[rows] = [
             f"{head} ({', '.join(f'{SHORT_NAMES.get(k, k)}={_format(v)}' for k, v in zip(keys, values))})"
             if keys else head
@@ -85,10 +84,6 @@ def method_labels(trials: pd.DataFrame, columns: dict[str, list[str]]) -> pd.Ser
 
 
 UNIMODAL, UNIMODAL_KEY = "unimodal", "modality"  # the recipe of goal_plugin.strategies.recipes
-
-
-def _is_unimodal(trials: pd.DataFrame, strategy: str) -> bool:
-    return strategy == UNIMODAL and UNIMODAL_KEY in trials.columns
 
 
 def all_label_columns(columns: dict[str, list[str]]) -> list[str]:

@@ -47,8 +47,8 @@ KAISER_BEST = {
 }
 
 
-def read_wav(path: Path, layout: str) -> tuple[Tensor, int]:
-    """Mono float32 samples (channels averaged, as librosa.load does) and the sample rate."""
+def read_wav_channels(path: Path, layout: str) -> tuple[np.ndarray, int]:
+    """Float32 samples (channels, samples) and the sample rate, read with soundfile."""
     import soundfile
 
     try:
@@ -59,7 +59,13 @@ def read_wav(path: Path, layout: str) -> tuple[Tensor, int]:
         ) from None
     if samples.shape[0] == 0:
         raise DataError(path, "a WAV file with at least one sample", layout, "it is empty")
-    return torch.from_numpy(samples.mean(axis=1)), int(rate)
+    return samples.T, int(rate)
+
+
+def read_wav(path: Path, layout: str) -> tuple[Tensor, int]:
+    """Mono float32 samples (channels averaged, as librosa.load does) and the sample rate."""
+    samples, rate = read_wav_channels(path, layout)
+    return torch.from_numpy(samples.mean(axis=0)), rate
 
 
 @functools.lru_cache(maxsize=8)

@@ -11,15 +11,16 @@ same entry at once both write the same bytes.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from goal_plugin.data.files import write_atomic
 
 
 class FeatureCache:
@@ -52,14 +53,7 @@ class FeatureCache:
         except (OSError, ValueError):  # no entry yet, or a damaged one: compute it (again)
             pass
         value = compute()
-        handle, temporary = tempfile.mkstemp(
-            dir=self.directory, prefix=f".{entry.stem}.", suffix=".tmp"
-        )
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                np.save(stream, value.numpy(), allow_pickle=False)
-            os.replace(temporary, entry)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        buffer = io.BytesIO()
+        np.save(buffer, value.numpy(), allow_pickle=False)
+        write_atomic(entry, buffer.getvalue())
         return value

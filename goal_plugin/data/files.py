@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 
@@ -73,3 +75,16 @@ def read_lines(path: Path, layout: str, expected: str) -> list[str]:
 
 def line_error(path: Path, number: int, line: str, expected: str, layout: str) -> DataError:
     return DataError(f"{path}, line {number}", expected, layout, repr(line))
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """``data`` as ``path``, written under a temporary name and renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

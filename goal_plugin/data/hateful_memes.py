@@ -161,7 +161,7 @@ def hateful_memes(
         "image": ImageFiles("image", images, image_size, split == "train", LAYOUT),
         "text": tokenize("hateful_memes", folder, texts, length),
     }
-    data = ImageTextDataset(
+    return ImageTextDataset(
         ids,
         torch.from_numpy(labels),
         sources,
@@ -171,6 +171,5 @@ def hateful_memes(
         protocol=describe_protocol(protocol, version, fraction, seed),
         layout=LAYOUT,
         source=str(root_path / name),
+        text_checkpoint=folder,
     )
-    data.text_checkpoint = folder  # bert_base reads this folder unless given its own path
-    return data

@@ -188,6 +188,7 @@ class ImageTextDataset(Dataset):
         layout: str,
         source: str,
         notes: Sequence[str] = (),
+        text_checkpoint: Path | None = None,
     ):
         check.choice("task", task, supported_tasks)
         if not len(labels):
@@ -202,6 +203,8 @@ class ImageTextDataset(Dataset):
         self.num_classes = len(self.class_names)
         self.protocol, self.layout, self.source = protocol, layout, source
         self.notes = list(notes)
+        # The tokenizer's folder: a bert_base encoder given no checkpoint of its own reads it.
+        self.text_checkpoint = text_checkpoint
 
     @property
     def sample_shapes(self) -> dict[str, tuple[int, ...]]:

@@ -440,7 +440,7 @@ def mmimdb(
     if task == "regression":
         protocol += "; movies without a rating dropped from every split"
     warn("mmimdb", split, notes)
-    data = ImageTextDataset(
+    return ImageTextDataset(
         ids,
         torch.from_numpy(labels),
         sources,
@@ -451,7 +451,5 @@ def mmimdb(
         layout=RAW if layout == "raw" else HDF5,
         source=str(root_path if layout == "raw" else root_path / HDF5_FILE),
         notes=notes,
+        text_checkpoint=folder if layout == "raw" else None,
     )
-    if layout == "raw":
-        data.text_checkpoint = folder  # bert_base reads this folder unless given its own path
-    return data

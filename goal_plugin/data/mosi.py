@@ -244,7 +244,7 @@ def sentiment_dataset(
         notes.append(f"dropped {len(scores) - len(keep)} samples scored 0 (label_scheme non_zero)")
         protocol += "; samples scored 0 dropped from every split (label_scheme non_zero)"
     warn(dataset, split, notes)
-    data = SequenceDataset(
+    return SequenceDataset(
         sequences,
         targets,
         task=task,
@@ -256,10 +256,8 @@ def sentiment_dataset(
         nonfinite=raw.nonfinite,
         empty=empty,
         notes=notes,
+        score_range=SCORE_RANGE if task == "regression" else None,
     )
-    if task == "regression":
-        data.score_range = SCORE_RANGE  # the engine adds Acc-2 (both conventions), Acc-7 and F1
-    return data
 
 
 @register_sequence_dataset("mosi")

@@ -78,6 +78,7 @@ class SequenceDataset(Dataset):
         nonfinite: Mapping[str, int],
         empty: Mapping[str, int],
         notes: Sequence[str] = (),
+        score_range: tuple[float, float] | None = None,
     ):
         check.choice("task", task, supported_tasks)
         self.sequences = dict(sequences)
@@ -100,6 +101,8 @@ class SequenceDataset(Dataset):
         self.nonfinite = dict(nonfinite)
         self.empty = dict(empty)
         self.notes = list(notes)
+        # Targets that are sentiment scores in this range: the engine adds Acc-2, Acc-7 and F1.
+        self.score_range = score_range
 
     @property
     def sample_shapes(self) -> dict[str, tuple[int, int]]:

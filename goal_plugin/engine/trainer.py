@@ -329,18 +329,20 @@ def _epoch_start(run: Run, epoch: int) -> None:
     if method is None:
         return
 
+    loader = _loader(run, "train", epoch)  # the epoch's own batch order
+
     def features(count: int):
         run.model.eval()
         try:
             with torch.no_grad():
-                for _, batch in zip(range(count), _loader(run, "train", epoch)):
+                for _, batch in zip(range(count), loader):
                     batch = _to_device(batch, run.device)
                     out = run.model(batch)
                     yield [out.features[m] for m in run.modalities], batch["label"]
         finally:
             run.model.train()
 
-    method.on_epoch_start(EpochStart(epoch, run.task.num_labels, len(_loader(run, "train", epoch)), features))
+    method.on_epoch_start(EpochStart(epoch, run.task.num_labels, len(loader), features))
 
 
 def train_epoch(run: Run, epoch: int, progress: bool = False) -> dict[str, Any]:

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from goal_plugin.data.files import write_atomic
 from goal_plugin.prepare.clip import Job
 from goal_plugin.prepare.kinetics_sounds import RECIPES
-from goal_plugin.prepare.media import find_videos, write_atomic
+from goal_plugin.prepare.media import find_videos
 from goal_plugin.prepare.runner import DEFINITIONS, Plan, PrepareError
 
 ANNOTATIONS = "Annotations.txt"

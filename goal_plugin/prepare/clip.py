@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from goal_plugin.prepare.media import ClipError, decode_video, jpeg_bytes, write_atomic
+from goal_plugin.data.audio import read_wav_channels
+from goal_plugin.data.files import DataError, write_atomic
+from goal_plugin.prepare.media import ClipError, decode_video, jpeg_bytes
 from goal_plugin.prepare.recipes import (
     WAV_RATE,
     fbank_of_wav,
@@ -99,13 +101,10 @@ def _audio_bytes(job: Job, video, recipe: Recipe) -> bytes:
 
 
 def _read_wav(path: Path) -> tuple[np.ndarray, int]:
-    import soundfile
-
     try:
-        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
-        raise ClipError(f"{path.name}: unreadable WAV ({error})") from None
-    return samples.T, int(rate)
+        return read_wav_channels(path, "release")
+    except DataError as error:
+        raise ClipError(f"{path.name}: {error.found}") from None
 
 
 def frame_name(recipe: Recipe, position: int, video_index: int) -> str:

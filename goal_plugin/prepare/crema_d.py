@@ -16,9 +16,10 @@ that were prepared, in their own format (no header, CRLF).
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
+from goal_plugin.data.crema_d import read_list
+from goal_plugin.data.files import write_atomic
 from goal_plugin.prepare.clip import Job, Recipe
 from goal_plugin.prepare.runner import DEFINITIONS, Plan, PrepareError
 
@@ -31,8 +32,8 @@ RELEASE = "the official CREMA-D release holds AudioWAV/*.wav and VideoFlash/*.fl
 
 
 def pinned_rows(name: str) -> list[tuple[str, str]]:
-    text = (DEFINITIONS / LISTS[name]).read_text(encoding="utf-8-sig")
-    return [(row[0], row[1]) for row in csv.reader(text.splitlines()) if row]
+    """(clip, emotion) rows of a pinned list, read by the loader's own reader."""
+    return read_list(DEFINITIONS / LISTS[name], "ogm_ge")
 
 
 def plan(raw: Path, layout: str) -> Plan:
@@ -50,8 +51,6 @@ def plan(raw: Path, layout: str) -> Plan:
                 jobs.append(Job(clip, video, wav))
 
     def write_lists(out: Path, prepared: set[str]) -> list[str]:
-        from goal_plugin.prepare.media import write_atomic
-
         for list_name in LISTS:
             rows = [f"{clip},{emotion}\r\n" for clip, emotion in pinned_rows(list_name) if clip in prepared]
             write_atomic(out / list_name, "".join(rows).encode())

@@ -33,8 +33,10 @@ import csv
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from goal_plugin.data.files import write_atomic
+from goal_plugin.data.kinetics_sounds import read_list
 from goal_plugin.prepare.clip import Job, Recipe
-from goal_plugin.prepare.media import find_videos, write_atomic
+from goal_plugin.prepare.media import find_videos
 from goal_plugin.prepare.runner import DEFINITIONS, Plan, PrepareError
 
 PINNED_LISTS = {"train": "kinetics_sounds_train.txt", "test": "kinetics_sounds_test.txt"}
@@ -47,14 +49,12 @@ RECIPES = {
     "balancebenchmark": Recipe("visual", "numbered", 3, "audio", "npy"),
 }
 CLASSES = "kinetics_sounds_classes.csv"
+NUM_CLASSES = 31  # the pinned lists' label count
 
 
 def pinned_rows(split: str) -> list[tuple[str, int]]:
-    rows = []
-    for line in (DEFINITIONS / PINNED_LISTS[split]).read_text().splitlines():
-        clip, _, label = line.strip().split(",")
-        rows.append((clip, int(label)))
-    return rows
+    """(clip, label) rows of a pinned OGM-GE list, read by the loader's own reader."""
+    return read_list(DEFINITIONS / PINNED_LISTS[split], "ogm_ge", NUM_CLASSES)
 
 
 def _normalised(name: str) -> str:

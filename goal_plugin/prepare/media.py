@@ -6,16 +6,11 @@ pre-processing keeps them (``video_preprocessing.py`` of OGM-GE and its
 descendants, OpenCV): with ``fps = int(frame rate)``, the frames whose index is a
 multiple of ``fps``. Frames are written as JPEG with Pillow at quality 95 (the
 OpenCV ``imencode`` default the codebases used) and 4:2:0 chroma subsampling.
-
-Every writer puts its bytes into a temporary file beside the target and renames
-it into place, so a killed run never leaves a truncated file under a final name.
 """
 
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,19 +84,6 @@ def jpeg_bytes(rgb: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, format="JPEG", quality=JPEG_QUALITY, subsampling="4:2:0")
     return buffer.getvalue()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """``data`` as ``path``, written under a temporary name and renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def find_videos(root: Path) -> dict[str, list[Path]]:

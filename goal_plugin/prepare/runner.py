@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from goal_plugin.data.files import write_atomic
 from goal_plugin.prepare.clip import PARTIAL, Job, Recipe, prepare_clip
 from goal_plugin.prepare.media import ClipError
 
@@ -92,7 +93,7 @@ def run_plan(
     done_dir, failed_dir = state / "done", state / "failed"
     done_dir.mkdir(parents=True, exist_ok=True)
     failed_dir.mkdir(parents=True, exist_ok=True)
-    pending = [job for job in plan.jobs if not _is_done(out, job.clip)]
+    pending = [job for job in plan.jobs if _done_files(out, job.clip) is None]
     already_done = len(plan.jobs) - len(pending)
     echo(
         f"{plan.dataset} ({plan.layout} layout): {len(plan.jobs)} clips to prepare, {already_done} already "
@@ -108,7 +109,7 @@ def run_plan(
         else:
             _write_json(done_dir / f"{job.clip}.json", {"files": outcome})
             written += 1
-    prepared = {job.clip for job in plan.jobs if _is_done(out, job.clip)}
+    prepared = {job.clip: files for job in plan.jobs if (files := _done_files(out, job.clip)) is not None}
     failed.update(plan.unavailable)
     fingerprint = _write_manifest(plan, out, prepared, failed)
     summary = Summary(written, already_done, failed, len(prepared), time.monotonic() - started, fingerprint)
@@ -194,22 +195,23 @@ def _remove_partials(out: Path, recipe: Recipe) -> None:
                 temporary.unlink(missing_ok=True)
 
 
-def _is_done(out: Path, clip: str) -> bool:
+def _done_files(out: Path, clip: str) -> dict[str, str] | None:
+    """The files (path -> SHA-256) of a clip recorded as done whose files all exist, or None."""
     record = out / STATE / "done" / f"{clip}.json"
     if not record.is_file():
-        return False
+        return None
     try:
         files = json.loads(record.read_text())["files"]
     except (ValueError, KeyError):
-        return False
-    return all((out / path).is_file() for path in files)
+        return None
+    return files if all((out / path).is_file() for path in files) else None
 
 
-def _write_manifest(plan: Plan, out: Path, prepared: set[str], failed: dict[str, str]) -> str:
+def _write_manifest(plan: Plan, out: Path, prepared: dict[str, dict[str, str]], failed: dict[str, str]) -> str:
     sums: dict[str, str] = {}
-    for clip in sorted(prepared):
-        sums.update(json.loads((out / STATE / "done" / f"{clip}.json").read_text())["files"])
-    for name in plan.write_lists(out, prepared):
+    for files in prepared.values():
+        sums.update(files)
+    for name in plan.write_lists(out, set(prepared)):
         sums[name] = hashlib.sha256((out / name).read_bytes()).hexdigest()
     text = "".join(f"{digest}  {path}\n" for path, digest in sorted(sums.items()))
     _write_text(out / SUMS, text)
@@ -256,6 +258,4 @@ def _write_json(path: Path, value: Any) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    from goal_plugin.prepare.media import write_atomic
-
     write_atomic(path, text.encode())

@@ -378,12 +378,12 @@ def _check_search_metric(search: SearchSpec, config: dict[str, Any], fail) -> No
         return  # the dataset refuses it when the trial starts
     scores = Task(task, 2, score_range=(-3.0, 3.0) if task == "regression" else None).score_names
     name = search.metric.removeprefix("val_")
-    if not search.metric.startswith("val_") or name.split("_", 1)[0] not in {s.split("_", 1)[0] for s in scores}:
-        lower = task == "regression"
+    reported = name in scores or any(name.startswith(f"{score}_") for score in scores)  # or per modality
+    if not search.metric.startswith("val_") or not reported:
         raise fail(
             "search.metric",
             f"{search.metric!r} is not a validation score of {dataset}'s {task} task; use one of "
-            f"{', '.join('val_' + s for s in scores)}" + (" (with mode: min for val_mae)" if lower else ""),
+            f"{', '.join('val_' + s for s in scores)}" + (" (with mode: min for val_mae)" if task == "regression" else ""),
         )
 
 
