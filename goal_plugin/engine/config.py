@@ -1,12 +1,13 @@
 """The flat trial configuration: defaults, validation and the resolved form.
 
 Keys (flat; the analysis tables use the same names): dataset, data_root,
-dataset_options, backbone, backbone_options, fusion, strategy and its
+dataset_options, backbone, backbone_options, strategy and its
 hyperparameters as flat keys (temperature, space, alpha, ...), seed, epochs,
 batch_size, optimizer, lr, momentum, weight_decay, scheduler, lr_step_size,
 lr_gamma, grad_clip, the strategy's harness settings (unimodal_loss_weight,
 warmup_unimodal_loss_weight, logits_source, modulation_starts,
-modulation_ends; ``None`` = the recipe's default), regression_head and
+modulation_ends, fusion; ``None`` = the recipe's default: concatenation for
+every built-in recipe but ``mla``), regression_head and
 beta_nll (read only when the dataset's task is regression; see tasks.py),
 num_workers, device, amp, diagnostics. Every check runs before any data is loaded and raises
 ``ConfigError`` naming the key. ``data_protocol`` (``RECORDED_KEY``) is no
@@ -40,6 +41,7 @@ HARNESS_KEYS = (
     "logits_source",
     "modulation_starts",
     "modulation_ends",
+    "fusion",
 )
 
 DEFAULTS: dict[str, Any] = {
@@ -48,7 +50,6 @@ DEFAULTS: dict[str, Any] = {
     "dataset_options": {},
     "backbone": "mlp",
     "backbone_options": {},
-    "fusion": "concat",
     "strategy": "goal",
     "seed": 0,
     "epochs": 20,
@@ -175,7 +176,6 @@ def _validate(config: TrialConfig) -> None:
     checks = [
         ("dataset", lambda: DATASETS.get(v["dataset"])),
         ("backbone", lambda: _check_backbone(v["backbone"])),
-        ("fusion", lambda: check.choice("fusion", v["fusion"], FUSIONS)),
         ("optimizer", lambda: check.choice("optimizer", v["optimizer"], OPTIMIZERS)),
         ("scheduler", lambda: check.choice("scheduler", v["scheduler"], SCHEDULERS)),
         ("seed", lambda: check.integer("seed", v["seed"], minimum=0)),
@@ -192,6 +192,8 @@ def _validate(config: TrialConfig) -> None:
         ("strategy", config.build_strategy),
         ("strategy", lambda: config.harness(config.build_strategy())),
     ]
+    if v["fusion"] is not None:
+        checks.insert(2, ("fusion", lambda: check.choice("fusion", v["fusion"], FUSIONS)))
     if v["grad_clip"] is not None:
         checks.append(("grad_clip", lambda: check.positive("grad_clip", v["grad_clip"])))
     for key in ("dataset_options", "backbone_options"):

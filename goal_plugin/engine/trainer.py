@@ -22,6 +22,7 @@ per-step synchronisation.
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import json
 import math
@@ -45,7 +46,7 @@ from goal_plugin.engine.config import RECORDED_KEY, ConfigError, TrialConfig, re
 from goal_plugin.engine.metrics import canonical_correlations, linear_probe_accuracy
 from goal_plugin.engine.run_folder import claim_run_folder
 from goal_plugin.engine.tasks import TASKS, Task
-from goal_plugin.methods.hook import EpochStart, StepLosses, TrainingMethod
+from goal_plugin.methods.hook import EpochEnd, EpochStart, Objective, StepLosses, TrainingMethod
 from goal_plugin.models import MultimodalNetwork, build_network
 from goal_plugin.strategies.base import HarnessDefaults, Strategy
 
@@ -124,17 +125,25 @@ def prepare(config: TrialConfig) -> Run:
         if isinstance(backbone, Mapping):
             backbone = {m: name for m, name in backbone.items() if m not in others}
         backbone_options = {k: v for k, v in backbone_options.items() if not (k in others and isinstance(v, Mapping))}
+    harness = config.harness(strategy)
+    required = getattr(strategy.training_method, "fusion", None)
+    if required is not None and harness.fusion != required:
+        raise ConfigError(
+            f"strategy {config.strategy!r} trains the {required!r} fusion module, not fusion "
+            f"{harness.fusion!r}; leave fusion unset (or set it to {required!r})"
+        )
     try:
         model = build_network(
             backbone,
             shapes,
             task.outputs,
-            fusion=config.fusion,
+            fusion=harness.fusion,
             backbone_options=backbone_options,
         ).to(device)
     except ValueError as error:
-        raise ConfigError(f"backbone / backbone_options ({config.backbone!r}): {error}") from None
-    harness = config.harness(strategy)
+        raise ConfigError(
+            f"backbone / backbone_options / fusion ({config.backbone!r}, {harness.fusion!r}): {error}"
+        ) from None
     if strategy.reads not in ("nothing", task.heads_read):
         raise ConfigError(_unsupported_strategy(config, task, strategy.reads))
     tasks = getattr(strategy.training_method, "supported_tasks", None)
@@ -342,7 +351,81 @@ def _epoch_start(run: Run, epoch: int) -> None:
         finally:
             run.model.train()
 
-    method.on_epoch_start(EpochStart(epoch, run.task.num_labels, len(loader), features))
+    def probe(objective: Objective, epochs: int) -> list[tuple[float, float]]:
+        return _probe(run, epoch, objective, epochs)
+
+    method.on_epoch_start(EpochStart(epoch, run.task.num_labels, len(loader), features, probe))
+
+
+def _method(run: Run) -> TrainingMethod:
+    """The strategy's training method, or the plain step."""
+    method = run.strategy.training_method if run.strategy is not None else None
+    return method or PLAIN_STEP
+
+
+def _split_features(run: Run, split: str, model: torch.nn.Module | None = None):
+    """(features in modality order, labels) of every batch of ``split``, eval mode, no gradients."""
+    model = model or run.model
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in _loader(run, split, None):
+                batch = _to_device(batch, run.device)
+                with _autocast(run):
+                    out = model(batch)
+                yield [out.features[m].float() for m in run.modalities], batch["label"]
+    finally:
+        model.train()
+
+
+def _epoch_end(run: Run, epoch: int) -> None:
+    """The training method's ``on_epoch_end`` (see goal_plugin.methods.hook)."""
+    method = run.strategy.training_method if run.strategy is not None else None
+    if method is not None:
+        end = EpochEnd(epoch, run.task.num_labels, run.model, lambda split: _split_features(run, split))
+        method.on_epoch_end(end)
+
+
+def _autocast(run: Run):
+    return torch.autocast(run.device.type, dtype=run.amp_dtype or torch.float32, enabled=run.amp_dtype is not None)
+
+
+def _probe(run: Run, epoch: int, objective: Objective, epochs: int) -> list[tuple[float, float]]:
+    """Train a copy of the model on ``objective`` alone for ``epochs`` epochs with a fresh
+    optimiser (the run's settings, no scheduler); per epoch, the mean training loss
+    while training and the mean validation loss after it. Probe epoch p reads the
+    training batches in the order of epoch ``epoch + p``."""
+    model = copy.deepcopy(run.model)
+    optimizer = _optimizer(run.config, model)
+    scaler = torch.amp.GradScaler(run.device.type, enabled=run.amp_dtype == torch.float16)
+    results = []
+    for offset in range(epochs):
+        model.train()
+        total, count = torch.zeros((), dtype=torch.float64, device=run.device), 0
+        for batch in _loader(run, "train", epoch + offset):
+            batch = _to_device(batch, run.device)
+            optimizer.zero_grad(set_to_none=True)
+            with _autocast(run):
+                loss = objective(model(batch), batch["label"])
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            if run.config.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), run.config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            total += loss.detach().double() * len(batch["label"])
+            count += len(batch["label"])
+        model.eval()
+        held_out, held_count = torch.zeros((), dtype=torch.float64, device=run.device), 0
+        with torch.no_grad():
+            for batch in _loader(run, "val", None):
+                batch = _to_device(batch, run.device)
+                with _autocast(run):
+                    loss = objective(model(batch), batch["label"])
+                held_out += loss.double() * len(batch["label"])
+                held_count += len(batch["label"])
+        results.append((float(total) / max(count, 1), float(held_out) / max(held_count, 1)))
+    return results
 
 
 def train_epoch(run: Run, epoch: int, progress: bool = False) -> dict[str, Any]:
@@ -371,7 +454,7 @@ def train_epoch(run: Run, epoch: int, progress: bool = False) -> dict[str, Any]:
         batch = _to_device(batch, run.device)
         labels = batch["label"]
         run.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(run.device.type, dtype=run.amp_dtype or torch.float32, enabled=run.amp_dtype is not None):
+        with _autocast(run):
             out = model(
                 batch,
                 strategy,
@@ -382,7 +465,20 @@ def train_epoch(run: Run, epoch: int, progress: bool = False) -> dict[str, Any]:
             unimodal_losses = {m: run.task.loss(z, labels) for m, z in out.unimodal_logits.items()}
             unimodal_loss = sum(unimodal_losses.values())
         step_losses = StepLosses(
-            model, fused_loss, unimodal_losses, head_weight, run.scaler.scale, out.features, labels
+            model,
+            fused_loss,
+            unimodal_losses,
+            head_weight,
+            run.scaler.scale,
+            out.features,
+            labels,
+            batch=batch,
+            outputs=out,
+            loss=lambda logits, labels=labels: run.task.loss(logits, labels),
+            forward=lambda inputs, train=True: _extra_forward(run, inputs, train),
+            update=lambda: _optimizer_step(run, zero=True),
+            index=step,
+            num_batches=len(step_totals),
         )
         method = strategy.training_method if strategy is not None else None
         (method or PLAIN_STEP).backward(step_losses)
@@ -390,13 +486,10 @@ def train_epoch(run: Run, epoch: int, progress: bool = False) -> dict[str, Any]:
         if strategy is not None:
             strategy.post_backward(model.named_parameters(), model.encoder_prefixes())
             stats.add(strategy)
-        if config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        run.scaler.step(run.optimizer)
-        run.scaler.update()
+        _optimizer_step(run, unscale=False)
         with torch.no_grad():
             objective = fused_loss + unimodal_weight * unimodal_loss
-            correct = run.task.correct(out.fused_logits, labels)
+            correct = run.task.correct(_method(run).predict(out), labels)
             step_totals[step] = torch.stack([objective * len(labels), fused_loss * len(labels), correct])
         seen += len(labels)
     per_step = step_totals.cpu()  # the epoch's one read of its training numbers
@@ -420,6 +513,30 @@ def train_epoch(run: Run, epoch: int, progress: bool = False) -> dict[str, Any]:
 
 
 _DIVERGENCE_HINT = "lower lr, set grad_clip, or check the inputs for non-finite values"
+
+
+def _optimizer_step(run: Run, *, unscale: bool = True, zero: bool = False) -> None:
+    """Unscale (AMP), clip, step and update the loss scale; ``zero`` then clears the gradients."""
+    if unscale:
+        run.scaler.unscale_(run.optimizer)
+    if run.config.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.config.grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    if zero:
+        run.optimizer.zero_grad(set_to_none=True)
+
+
+def _extra_forward(run: Run, batch: Mapping[str, torch.Tensor], train: bool):
+    """A training method's extra forward pass: as the engine's (autocast), in train or eval
+    mode, with autograd; the model is left in train mode."""
+    if not train:
+        run.model.eval()
+    try:
+        with _autocast(run):
+            return run.model(batch)
+    finally:
+        run.model.train()
 
 
 def _raise_if_diverged(run: Run, epoch: int, step_objectives: torch.Tensor) -> None:
@@ -493,12 +610,13 @@ def collect(run: Run, split: str) -> dict[str, torch.Tensor]:
     parts: dict[str, list[torch.Tensor]] = {}
     for batch in _loader(run, split, None):
         batch = _to_device(batch, run.device)
-        with torch.autocast(run.device.type, dtype=run.amp_dtype or torch.float32, enabled=run.amp_dtype is not None):
+        with _autocast(run):
             out = run.model(batch)
-        logits = torch.cat([out.fused_logits, *out.unimodal_logits.values()], dim=1)
+            fused = _method(run).predict(out)
+        logits = torch.cat([fused, *out.unimodal_logits.values()], dim=1)
         rows = {
             "label": batch["label"],
-            "pred": run.task.predict(out.fused_logits),
+            "pred": run.task.predict(fused),
             "finite": torch.isfinite(logits).all(1),
         }
         for m in run.modalities:
@@ -528,7 +646,22 @@ def evaluate(run: Run, split: str, epoch: int) -> dict[str, float]:
     for m in run.modalities:
         name, value = run.task.modality_score(outputs[f"pred_{m}"], labels)
         metrics[f"{split}_{name}_{m}"] = value
+    if split == "test":  # the CCA of every epoch (the paper's Figure 2b); diagnostics has the final one
+        metrics.update({f"test_{key}": value for key, value in _cca(run, outputs).items()})
     return metrics
+
+
+def _cca(run: Run, outputs: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """Mean of the first CCA_COMPONENTS canonical correlations of every modality pair
+    (``cca_<a>_<b>``) and their mean over pairs (``cca_mean``)."""
+    results: dict[str, float] = {}
+    for i, a in enumerate(run.modalities):
+        for b in run.modalities[i + 1:]:
+            correlations = canonical_correlations(outputs[f"feat_{a}"], outputs[f"feat_{b}"])
+            results[f"cca_{a}_{b}"] = float(correlations[:CCA_COMPONENTS].mean())
+    if results:
+        results["cca_mean"] = sum(results.values()) / len(results)
+    return results
 
 
 def diagnostics(run: Run) -> dict[str, float]:
@@ -540,14 +673,7 @@ def diagnostics(run: Run) -> dict[str, float]:
         results[f"probe_acc_{m}"] = linear_probe_accuracy(
             train[f"feat_{m}"], train["label"], test[f"feat_{m}"], test["label"], num_classes
         )
-    pair_means = []
-    for i, a in enumerate(run.modalities):
-        for b in run.modalities[i + 1:]:
-            correlations = canonical_correlations(test[f"feat_{a}"], test[f"feat_{b}"])
-            pair_means.append(float(correlations[:CCA_COMPONENTS].mean()))
-            results[f"cca_{a}_{b}"] = pair_means[-1]
-    if pair_means:
-        results["cca_mean"] = sum(pair_means) / len(pair_means)
+    results.update(_cca(run, test))
     return results
 
 
@@ -691,6 +817,7 @@ def fit(
             metrics.update(train_epoch(run, epoch, progress))
             metrics.update(evaluate(run, "val", epoch))
             metrics.update(evaluate(run, "test", epoch))
+            _epoch_end(run, epoch)
         except DivergenceError as error:
             if output is not None:
                 unfinished = _summary(run, history, {}, finished=False)

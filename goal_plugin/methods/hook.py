@@ -1,19 +1,35 @@
-"""The engine's hook for methods that change how a training step computes gradients.
+"""The engine's hook for methods that change how a model is trained.
 
 A recipe whose method needs more than a gate on the fusion gradients carries a
-``TrainingMethod`` (``Strategy(..., training_method=...)``). Two hook points:
+``TrainingMethod`` (``Strategy(..., training_method=...)``). Its hook points, in
+the order the engine calls them:
 
 - ``on_epoch_start(start)``: before every training epoch (the first included),
-  whether or not the recipe acts in that epoch; ``start.features(k)`` yields the
+  whether or not the recipe acts in that epoch. ``start.features(k)`` yields the
   encoders' features and the labels of the epoch's first ``k`` training batches,
-  in eval mode and without gradients (PMR's prototypes).
+  in eval mode and without gradients (PMR's prototypes); ``start.probe(objective,
+  epochs)`` trains a copy of the model with a fresh optimiser on
+  ``objective(outputs, labels)`` alone and returns, per probe epoch, the mean
+  training loss of that epoch and the mean validation loss after it; the model
+  itself is untouched (Gradient-Blending's held-out estimate).
 - ``backward(step)``: in every step in which the recipe acts, the engine computes
   the outputs and the losses as usual (the fused loss and one unimodal loss per
   modality, of the run's task) and then, instead of
   ``(L_mm + lambda * sum_m L_m).backward()``, calls ``backward(step)``, which
-  must leave every trainable parameter's ``.grad`` set; clipping, the optimiser
-  step, AMP scaling, divergence checks and the epoch's statistics stay the
-  engine's.
+  must leave every trainable parameter's ``.grad`` set (None for a parameter the
+  step does not move). ``step.forward(batch, train=...)`` runs extra forward
+  passes as the engine runs its own (autocast included), e.g. on zero-padded
+  inputs (AGM); ``step.loss(logits)`` is the task's loss against the step's
+  labels; ``step.update()`` makes an optimiser step at once and zeroes the
+  gradients, for methods that update several times per batch (MLA).
+  Clipping, the final optimiser step, AMP scaling, divergence checks and the
+  epoch's statistics stay the engine's.
+- ``on_epoch_end(end)``: after each epoch's evaluation, before its checkpoint;
+  ``end.features(split)`` yields the features and labels of a whole split in eval
+  mode (D&R's diagnosis); changes to ``end.model`` are saved in the checkpoint.
+- ``predict(outputs)``: the fused logits the model's predictions and scores come
+  from, in training statistics and evaluation (MLA's entropy-weighted fusion);
+  by default the fusion module's output.
 
 Whatever the method keeps across steps goes in ``state_dict()``: the engine saves
 it in every checkpoint and restores it on resume, so a resumed run continues
@@ -28,9 +44,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from goal_plugin.models.network import MultimodalOutput
+
+Features = Iterator[tuple[list[Tensor], Tensor]]  # (features in modality order, labels) per batch
+Objective = Callable[["MultimodalOutput", Tensor], Tensor]  # (outputs, labels) -> loss
 
 
 @dataclass
@@ -44,6 +66,13 @@ class StepLosses:
     scale: Callable[[Tensor], Tensor]  # the AMP loss scaler's scale (identity without AMP)
     features: Mapping[str, Tensor] | None = None  # each encoder's output (the fusion's input)
     labels: Tensor | None = None
+    batch: Mapping[str, Tensor] | None = None  # the step's inputs on the device, "label" included
+    outputs: MultimodalOutput | None = None  # the engine's forward pass of this step
+    loss: Callable[[Tensor], Tensor] | None = None  # the task's loss of logits against ``labels``
+    forward: Callable[..., MultimodalOutput] | None = None  # forward(batch, train=True): another pass
+    update: Callable[[], None] | None = None  # an optimiser step now, then zeroed gradients
+    index: int = 0  # the step's batch index in its epoch
+    num_batches: int = 1
 
     @property
     def total(self) -> Tensor:
@@ -53,19 +82,34 @@ class StepLosses:
 @dataclass
 class EpochStart:
     """What ``on_epoch_start`` may read: the epoch (0-based), the task's class count, the
-    number of training batches, and ``features(k)``: (features in modality order,
-    labels) of the epoch's first ``k`` training batches, eval mode, no gradients."""
+    number of training batches, ``features(k)``: (features in modality order, labels)
+    of the epoch's first ``k`` training batches, eval mode, no gradients, and
+    ``probe(objective, epochs)``: [(mean training loss, mean validation loss)] per
+    epoch of a copy of the model trained on ``objective`` alone."""
 
     epoch: int
     num_classes: int
     num_batches: int
-    features: Callable[[int], Iterator[tuple[list[Tensor], Tensor]]]
+    features: Callable[[int], Features]
+    probe: Callable[[Objective, int], list[tuple[float, float]]] | None = None
+
+
+@dataclass
+class EpochEnd:
+    """What ``on_epoch_end`` may read and change: the epoch (0-based), the task's class
+    count, the model, and ``features(split)``: (features in modality order, labels)
+    of every batch of ``split`` ("train", "val" or "test"), eval mode, no gradients."""
+
+    epoch: int
+    num_classes: int
+    model: nn.Module
+    features: Callable[[str], Features]
 
 
 class TrainingMethod:
-    """Computes a step's gradients from its losses (see the module docstring); the
-    base class is the plain step. ``needs_unimodal_loss``: the method reads the
-    unimodal losses' own gradients, so the trainer refuses unimodal_loss_weight 0."""
+    """How a recipe trains beyond a gate (see the module docstring); the base class
+    is the plain step. ``needs_unimodal_loss``: the method reads the unimodal
+    losses' own gradients, so the trainer refuses unimodal_loss_weight 0."""
 
     needs_unimodal_loss = False
     supported_tasks: tuple[str, ...] | None = None
@@ -75,6 +119,13 @@ class TrainingMethod:
 
     def backward(self, step: StepLosses) -> None:
         step.scale(step.total).backward()
+
+    def on_epoch_end(self, end: EpochEnd) -> None:
+        """After each epoch's evaluation, before its checkpoint; nothing by default."""
+
+    def predict(self, outputs: MultimodalOutput) -> Tensor:
+        """The fused logits that predictions and scores come from."""
+        return outputs.fused_logits
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -58,7 +58,29 @@ class SumFusion(nn.Module):
         return [fc(f) for fc, f in zip(self.fcs, features)]
 
 
-FUSIONS = {"concat": ConcatFusion, "sum": SumFusion}
+class SharedHeadFusion(nn.Module):
+    """One classifier ``fc_out`` shared by every modality (MLA's head): slice m's logits
+    are ``fc_out(f_m)`` and the fused logits their mean. Every modality's features must
+    have one width."""
+
+    def __init__(self, feature_dims: Sequence[int], num_classes: int):
+        super().__init__()
+        if len(set(feature_dims)) > 1:
+            raise ValueError(
+                f"fusion 'shared' applies one head to every modality's features, so they need one "
+                f"width; got {list(feature_dims)}. Set the backbone option feature_dim "
+                "(backbone_options: {feature_dim: 512})"
+            )
+        self.fc_out = nn.Linear(feature_dims[0], num_classes)
+
+    def forward(self, features: Sequence[Tensor]) -> Tensor:
+        return torch.stack(self.slice_logits(features)).mean(dim=0)
+
+    def slice_logits(self, features: Sequence[Tensor]) -> list[Tensor]:
+        return [self.fc_out(f) for f in features]
+
+
+FUSIONS = {"concat": ConcatFusion, "sum": SumFusion, "shared": SharedHeadFusion}
 
 
 @dataclass

@@ -33,6 +33,8 @@ class HarnessDefaults:
     heads' (Eq. 3 of GOAL) or the fused classifier's weight slices (OGM).
     The strategy acts only for epochs in ``[modulation_starts, modulation_ends]``
     (0-based, inclusive; ``None`` = until the end), as in OGM's official loop.
+    ``fusion`` is the fusion module the method trains (concatenation for every
+    built-in recipe but MLA's shared head).
     """
 
     unimodal_loss_weight: float = 1.0
@@ -40,8 +42,11 @@ class HarnessDefaults:
     logits_source: str = "unimodal_head"
     modulation_starts: int = 0
     modulation_ends: int | None = None
+    fusion: str = "concat"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.fusion, str) or not self.fusion:
+            raise ValueError(f"fusion must name a fusion module, got {self.fusion!r}")
         check.non_negative("unimodal_loss_weight", self.unimodal_loss_weight)
         if self.warmup_unimodal_loss_weight is not None:
             check.non_negative("warmup_unimodal_loss_weight", self.warmup_unimodal_loss_weight)
