@@ -126,6 +126,12 @@ def prepare(config: TrialConfig) -> Run:
             backbone = {m: name for m, name in backbone.items() if m not in others}
         backbone_options = {k: v for k, v in backbone_options.items() if not (k in others and isinstance(v, Mapping))}
     harness = config.harness(strategy)
+    probes_only = getattr(strategy.training_method, "heads_as_probes", False)
+    if probes_only and (harness.unimodal_loss_weight > 0 or (harness.warmup_unimodal_loss_weight or 0) > 0):
+        raise ConfigError(
+            f"strategy {config.strategy!r} trains the encoders with its own losses; the unimodal heads "
+            "learn as probes only: unimodal_loss_weight (and warmup_unimodal_loss_weight) must be 0"
+        )
     required = getattr(strategy.training_method, "fusion", None)
     if required is not None and harness.fusion != required:
         raise ConfigError(
@@ -354,7 +360,7 @@ def _epoch_start(run: Run, epoch: int) -> None:
     def probe(objective: Objective, epochs: int) -> list[tuple[float, float]]:
         return _probe(run, epoch, objective, epochs)
 
-    method.on_epoch_start(EpochStart(epoch, run.task.num_labels, len(loader), features, probe))
+    method.on_epoch_start(EpochStart(epoch, run.task.num_labels, len(loader), features, probe, run.task.loss))
 
 
 def _method(run: Run) -> TrainingMethod:

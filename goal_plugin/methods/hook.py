@@ -33,8 +33,8 @@ the order the engine calls them:
 
 Whatever the method keeps across steps goes in ``state_dict()``: the engine saves
 it in every checkpoint and restores it on resume, so a resumed run continues
-exactly. ``supported_tasks`` (None: every task) and ``needs_unimodal_loss`` are
-checked before training.
+exactly. ``supported_tasks`` (None: every task), ``needs_unimodal_loss``,
+``heads_as_probes`` and ``fusion`` are checked before training.
 
 Third-party methods subclass it and register a recipe with
 ``goal_plugin.register_strategy`` like the built-in ``mmpareto``.
@@ -85,13 +85,15 @@ class EpochStart:
     number of training batches, ``features(k)``: (features in modality order, labels)
     of the epoch's first ``k`` training batches, eval mode, no gradients, and
     ``probe(objective, epochs)``: [(mean training loss, mean validation loss)] per
-    epoch of a copy of the model trained on ``objective`` alone."""
+    epoch of a copy of the model trained on ``objective`` alone; ``loss`` is the
+    task's loss of (logits, labels)."""
 
     epoch: int
     num_classes: int
     num_batches: int
     features: Callable[[int], Features]
     probe: Callable[[Objective, int], list[tuple[float, float]]] | None = None
+    loss: Callable[[Tensor, Tensor], Tensor] | None = None  # the task's loss of (logits, labels)
 
 
 @dataclass
@@ -109,9 +111,15 @@ class EpochEnd:
 class TrainingMethod:
     """How a recipe trains beyond a gate (see the module docstring); the base class
     is the plain step. ``needs_unimodal_loss``: the method reads the unimodal
-    losses' own gradients, so the trainer refuses unimodal_loss_weight 0."""
+    losses' own gradients, so the trainer refuses unimodal_loss_weight 0.
+    ``heads_as_probes``: the method's own losses train the encoders and the unimodal
+    heads may only learn as probes on detached features, so the trainer refuses a
+    unimodal_loss_weight (or warm-up weight) above 0. ``fusion``: the fusion module
+    the method needs (None: any); the trainer refuses another."""
 
     needs_unimodal_loss = False
+    heads_as_probes = False
+    fusion: str | None = None
     supported_tasks: tuple[str, ...] | None = None
 
     def on_epoch_start(self, start: EpochStart) -> None:
