@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -123,6 +124,28 @@ def test_arl_many_modalities_generalisation():
     expected = ref.arl_many_modalities(as_lists(logits), 4.0)
     assert strategy.last_stats["weights"] == pytest.approx(expected, abs=1e-12)
     assert sum(expected) == pytest.approx(4.0)  # M + sum of softmax weights
+
+
+@pytest.mark.parametrize("temperature", [1.0, 4.0])
+def test_arl_regression_version_reads_the_gaussian_heads_variance_and_mean(temperature):
+    """ARL's two-modality rule (as ref.arl_two_modalities) with the entropy replaced by the
+    batch-mean predicted variance and d by the batch mean of |mu|, computed by hand."""
+    grads, _, _ = make_inputs(2, seed=3)
+    torch.manual_seed(3)
+    heads = [torch.randn(len(grads[0]), 2, dtype=torch.float64) for _ in range(2)]
+    strategy = gp.create_strategy("arl", arl_temperature=temperature, uncertainty="variance")
+    assert strategy.reads == "gaussian"
+    strategy.modify(grads, heads)
+    variance = [float(h[:, 1].exp().mean()) for h in heads]
+    magnitude = [float(h[:, 0].abs().mean()) for h in heads]
+    shares = [max(v / sum(variance), 0.3) for v in variance]
+    certainty = [(1 / s) / sum(1 / t for t in shares) for s in shares]
+    d = [m / sum(magnitude) for m in magnitude]
+    scores = np.array([d[1] * certainty[0], d[0] * certainty[1]]) * temperature
+    expected = 1 + np.exp(scores) / np.exp(scores).sum()
+    assert strategy.last_stats["weights"] == pytest.approx(list(expected), abs=1e-9)
+    with pytest.raises(ValueError, match="uncertainty"):
+        gp.create_strategy("arl", uncertainty="spread")
 
 
 @pytest.mark.parametrize(

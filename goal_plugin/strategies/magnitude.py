@@ -129,6 +129,13 @@ class ARLModulation(MagnitudeStep):
 
     arl_temperature: T > 0, default 8.0 (CREMA-D; the paper uses 4 on AVE, KS, MOSI).
     entropy_floor: in [0, 1), default 0.3.
+    uncertainty: "entropy" (default, classification) or "variance": the regression
+    version for Gaussian heads (``z_im = (mu_im, log sigma^2_im)``), where the batch
+    mean of the predicted variance ``sigma^2`` takes the place of the entropy (both
+    are the head's uncertainty: the more certain modality gets the larger ``q``) and
+    ``d_m`` is the batch mean of ``|mu_m|`` (the log-variance is no logit). The rest
+    of the rule is unchanged. This mapping is ours: the released code has no
+    regression version.
 
     Deliberate deviations from the released code: it computes ``w`` but never
     applies it (the gradient-scaling layer keeps the warm-up value 0.5 for both
@@ -138,13 +145,29 @@ class ARLModulation(MagnitudeStep):
     instead of ``log(p + 1e-16)``; sums of zero are guarded to give uniform weights.
     """
 
-    def __init__(self, arl_temperature: float = 8.0, entropy_floor: float = 0.3) -> None:
+    def __init__(
+        self, arl_temperature: float = 8.0, entropy_floor: float = 0.3, uncertainty: str = "entropy"
+    ) -> None:
         self.arl_temperature = check.positive("arl_temperature", arl_temperature)
         self.entropy_floor = check.in_unit_interval("entropy_floor", entropy_floor)
+        self.uncertainty = check.choice("uncertainty", uncertainty, UNCERTAINTIES)
+
+    @property
+    def reads(self) -> str:
+        return "gaussian" if self.uncertainty == "variance" else "class_probabilities"
 
     def weights(self, logits: Sequence[Tensor], labels: Tensor | None) -> Tensor:
         tiny = torch.finfo(logits[0].dtype).tiny
-        entropy = torch.stack([_entropy(z).mean() for z in logits])
+        if self.uncertainty == "variance":
+            if any(z.shape[1] != 2 for z in logits):
+                raise ValueError(
+                    "ARL with uncertainty='variance' reads Gaussian heads (mean, log-variance): "
+                    f"logits of shape (batch, 2), got {[tuple(z.shape) for z in logits]}"
+                )
+            entropy = torch.stack([z[:, 1].exp().mean() for z in logits])
+            logits = [z[:, :1] for z in logits]  # d_m reads the means
+        else:
+            entropy = torch.stack([_entropy(z).mean() for z in logits])
         entropy = (entropy / entropy.sum().clamp_min(tiny)).clamp_min(self.entropy_floor)
         inverse = 1 / entropy.clamp_min(1e-12)
         certainty = inverse / inverse.sum()
