@@ -434,15 +434,71 @@ def _probe(run: Run, epoch: int, objective: Objective, epochs: int) -> list[tupl
     return results
 
 
-def train_epoch(run: Run, epoch: int, progress: bool = False) -> dict[str, Any]:
-    model, config = run.model, run.config
-    _epoch_start(run, epoch)
-    model.train()
+def train_step(
+    run: Run,
+    batch: Mapping[str, torch.Tensor],
+    epoch: int,
+    index: int = 0,
+    num_batches: int = 1,
+    stats: _StatsAccumulator | None = None,
+) -> torch.Tensor:
+    """One training step of ``epoch`` on a batch already on the device (the model in
+    train mode): forward, the recipe's backward, the optimiser step. Returns, on the
+    device, (objective, fused loss) times the batch size and the correct predictions."""
+    model = run.model
     modulating = run.harness.modulates(epoch)
     unimodal_weight = run.harness.unimodal_weight(epoch)
     # With lambda_s = 0 the heads learn as probes on detached features (weight 1).
     head_weight = unimodal_weight if unimodal_weight > 0 else 1.0
     strategy = run.strategy if modulating else None
+    labels = batch["label"]
+    run.optimizer.zero_grad(set_to_none=True)
+    with _autocast(run):
+        out = model(
+            batch,
+            strategy,
+            logits_source=run.harness.logits_source,
+            detach_heads=unimodal_weight == 0,
+        )
+        fused_loss = run.task.loss(out.fused_logits, labels)
+        unimodal_losses = {m: run.task.loss(z, labels) for m, z in out.unimodal_logits.items()}
+        unimodal_loss = sum(unimodal_losses.values())
+    step_losses = StepLosses(
+        model,
+        fused_loss,
+        unimodal_losses,
+        head_weight,
+        run.scaler.scale,
+        out.features,
+        labels,
+        batch=batch,
+        outputs=out,
+        loss=lambda logits: run.task.loss(logits, labels),
+        forward=lambda inputs, train=True: _extra_forward(run, inputs, train),
+        update=lambda: _optimizer_step(run, zero=True),
+        index=index,
+        num_batches=num_batches,
+    )
+    method = strategy.training_method if strategy is not None else None
+    (method or PLAIN_STEP).backward(step_losses)
+    run.scaler.unscale_(run.optimizer)
+    if strategy is not None:
+        strategy.post_backward(model.named_parameters(), model.encoder_prefixes())
+        if stats is not None:
+            stats.add(strategy)
+    _optimizer_step(run, unscale=False)
+    with torch.no_grad():
+        objective = fused_loss + unimodal_weight * unimodal_loss
+        correct = run.task.correct(_method(run).predict(out), labels)
+        return torch.stack([objective * len(labels), fused_loss * len(labels), correct]).double()
+
+
+def train_epoch(run: Run, epoch: int, progress: bool = False) -> dict[str, Any]:
+    config = run.config
+    _epoch_start(run, epoch)
+    run.model.train()
+    modulating = run.harness.modulates(epoch)
+    unimodal_weight = run.harness.unimodal_weight(epoch)
     stats = _StatsAccumulator(len(run.modalities), run.device)
     seen = 0
     memory_baseline_mb = _start_memory_window(run.device)
@@ -458,46 +514,8 @@ def train_epoch(run: Run, epoch: int, progress: bool = False) -> dict[str, Any]:
         )
     for step, batch in enumerate(batches):
         batch = _to_device(batch, run.device)
-        labels = batch["label"]
-        run.optimizer.zero_grad(set_to_none=True)
-        with _autocast(run):
-            out = model(
-                batch,
-                strategy,
-                logits_source=run.harness.logits_source,
-                detach_heads=unimodal_weight == 0,
-            )
-            fused_loss = run.task.loss(out.fused_logits, labels)
-            unimodal_losses = {m: run.task.loss(z, labels) for m, z in out.unimodal_logits.items()}
-            unimodal_loss = sum(unimodal_losses.values())
-        step_losses = StepLosses(
-            model,
-            fused_loss,
-            unimodal_losses,
-            head_weight,
-            run.scaler.scale,
-            out.features,
-            labels,
-            batch=batch,
-            outputs=out,
-            loss=lambda logits, labels=labels: run.task.loss(logits, labels),
-            forward=lambda inputs, train=True: _extra_forward(run, inputs, train),
-            update=lambda: _optimizer_step(run, zero=True),
-            index=step,
-            num_batches=len(step_totals),
-        )
-        method = strategy.training_method if strategy is not None else None
-        (method or PLAIN_STEP).backward(step_losses)
-        run.scaler.unscale_(run.optimizer)
-        if strategy is not None:
-            strategy.post_backward(model.named_parameters(), model.encoder_prefixes())
-            stats.add(strategy)
-        _optimizer_step(run, unscale=False)
-        with torch.no_grad():
-            objective = fused_loss + unimodal_weight * unimodal_loss
-            correct = run.task.correct(_method(run).predict(out), labels)
-            step_totals[step] = torch.stack([objective * len(labels), fused_loss * len(labels), correct])
-        seen += len(labels)
+        step_totals[step] = train_step(run, batch, epoch, step, len(step_totals), stats)
+        seen += len(batch["label"])
     per_step = step_totals.cpu()  # the epoch's one read of its training numbers
     _raise_if_diverged(run, epoch, per_step[:, 0])
     if run.scheduler is not None:
