@@ -310,6 +310,8 @@ class _StatsAccumulator:
 
     def add(self, strategy: Strategy) -> None:
         stats = strategy.last_step_stats
+        if stats is None:  # no gradient passed the gate (MLA trains nothing through the fusion)
+            return
         self.steps += 1
         self.weights += stats.weights.double()
         if stats.conflict_fraction is None:

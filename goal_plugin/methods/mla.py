@@ -72,16 +72,53 @@ Deliberate deviations from the official code:
 Three modalities (the paper's IEMOCAP setting, ``--modal3``): a third
 alternating step per batch through the same head and projector, and the
 three-way softmax of ``-H`` above; M modalities generalise the same way.
+
+Wiring into the engine (``MLAStep``, recipe ``mla``): the model's fusion module
+is the shared head (``fusion="shared"``, ``model.fusion.fc_out``); the
+modalities alternate in the dataset's modality order. The engine's one
+train-mode forward gives every encoder's features, as the official loop's one
+``model(...)`` call does; encoder m is untouched by the earlier modalities'
+updates (their gradients are None, so the optimiser skips it), so its features
+equal a fresh forward, while the head is re-applied after each update. The
+engine makes the last modality's optimiser step; ``step.update()`` makes the
+others. Further decisions:
+
+* Harness: unimodal_loss_weight 0 (the official loop has only the alternating
+  losses); the unimodal heads learn as probes on detached features, their loss
+  added to the first modality's step (it reaches only the heads), so their
+  accuracies stay meaningful. A classification method only (the entropy fusion
+  reads class probabilities).
+* ``entropy_scope`` stays "batch" (above): the predictions of an evaluation
+  batch depend on its other samples and on ``batch_size``; "sample" removes that.
+  The engine's training accuracy uses the same fusion on the training batch.
+* The fused loss the engine reports (``train_fused_loss``: cross-entropy of
+  the mean of ``fc_out(f_m)``) is a statistic only; nothing is trained on it.
+* AMP: each modality's loss is scaled by the engine's GradScaler before
+  backward, and the projection acts on the still-scaled gradient (the update
+  unscales after it); ``grad P^T`` is linear, so projecting before unscaling
+  equals projecting after (exactly, for the scaler's power-of-two scales), and
+  an overflowing gradient stays non-finite, so the scaler skips that step as
+  usual. The projector is updated from the features either way, also in a
+  skipped step.
+  The head is re-applied under autocast in the dtype it ran in during the
+  engine's forward.
+* Outside a modulation window set by hand the engine trains the plain fused
+  loss of the shared head; predictions always use the entropy fusion.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from goal_plugin import _validation as check
+from goal_plugin.methods.hook import StepLosses, TrainingMethod
+
+if TYPE_CHECKING:
+    from goal_plugin.models.network import MultimodalOutput
 
 PROJECTOR_UPDATES = ("owm", "released")
 ENTROPY_SCOPES = ("batch", "sample")
@@ -211,3 +248,77 @@ class MLAProjection:
             )
         self.projector = projector.to(dtype=self.projector.dtype, device=self.projector.device).clone()
         self.updates = check.integer("updates", state["updates"], minimum=0)
+
+
+class MLAStep(TrainingMethod):
+    """MLA as a training method (the engine's ``TrainingMethod`` hook): per batch, one
+    step per modality through the shared head ``model.fusion.fc_out`` with the head
+    weight's gradient projected (``MLAProjection``), and the entropy-weighted fusion
+    of the modalities' head logits as the prediction (see the module docstring)."""
+
+    heads_as_probes = True
+    fusion = "shared"
+    supported_tasks = ("classification",)
+
+    def __init__(
+        self, alpha_base: float = 0.1, projector_update: str = "owm", entropy_scope: str = "batch"
+    ) -> None:
+        self.alpha_base = check.positive("alpha_base", alpha_base)
+        self.projector_update = check.choice(
+            "projector_update", projector_update, PROJECTOR_UPDATES
+        )
+        self.entropy_scope = check.choice("entropy_scope", entropy_scope, ENTROPY_SCOPES)
+        self.projection: MLAProjection | None = None
+        self._restored: dict[str, object] | None = None  # loaded before the head's device is known
+
+    def backward(self, step: StepLosses) -> None:
+        head = step.model.fusion.fc_out
+        projection = self._projection(head)
+        modalities = list(step.unimodal)  # the model's modality order
+        for position, modality in enumerate(modalities):
+            features = step.features[modality]
+            # The engine's forward ran the head under autocast iff its logits came out reduced.
+            reduced = step.outputs.fusion_slice_logits[modality].dtype
+            autocast = reduced != head.weight.dtype
+            with torch.autocast(features.device.type, dtype=reduced, enabled=autocast):
+                loss = step.loss(head(features))
+                if position == 0:  # the probe heads' loss reaches only the (detached) heads
+                    loss = loss + step.unimodal_weight * sum(step.unimodal.values())
+            step.scale(loss).backward()
+            head.weight.grad = projection.project(
+                head.weight.grad, features.detach(), step.index, step.num_batches
+            )
+            if position < len(modalities) - 1:
+                step.update()  # the engine makes the last modality's step
+
+    def predict(self, outputs: MultimodalOutput) -> Tensor:
+        logits = [z.float() for z in outputs.fusion_slice_logits.values()]
+        return fuse_logits(logits, entropy_scope=self.entropy_scope)
+
+    def _projection(self, head: nn.Linear) -> MLAProjection:
+        if self.projection is None:
+            self.projection = MLAProjection(
+                head.in_features,
+                alpha_base=self.alpha_base,
+                projector_update=self.projector_update,
+                device=head.weight.device,
+            )
+            if self._restored is not None:
+                self.projection.load_state_dict(self._restored)
+                self._restored = None
+        return self.projection
+
+    def state_dict(self) -> dict[str, object]:
+        if self.projection is not None:
+            return self.projection.state_dict()
+        return {} if self._restored is None else dict(self._restored)
+
+    def load_state_dict(self, state: Mapping[str, object]) -> None:
+        """Restore the projector; it moves to the head's device at the next step."""
+        self.projection = None
+        self._restored = None
+        if state:
+            expected = {"projector", "updates"}
+            if set(state) != expected:
+                raise ValueError(f"MLA state needs keys {sorted(expected)}, got {sorted(state)}")
+            self._restored = dict(state)
