@@ -362,7 +362,9 @@ def _epoch_start(run: Run, epoch: int) -> None:
     def probe(objective: Objective, epochs: int) -> list[tuple[float, float]]:
         return _probe(run, epoch, objective, epochs)
 
-    method.on_epoch_start(EpochStart(epoch, run.task.num_labels, len(loader), features, probe, run.task.loss))
+    method.on_epoch_start(
+        EpochStart(epoch, run.task.num_labels, len(loader), features, probe, run.task.loss, run.model)
+    )
 
 
 def _method(run: Run) -> TrainingMethod:

@@ -40,25 +40,68 @@ scikit-learn 1.4 and is "auto" (one run for k-means++) since; 10 keeps the
 clustering of the paper's era on any scikit-learn. Purity is computed from
 scikit-learn's contingency matrix, which equals the official majority-vote
 ``purity_score``. Features are flattened to (N, d) when an encoder returns
-higher-rank features (the official encoders' are already pooled).
+higher-rank features (the official encoders' are already pooled); float32
+features are clustered in float32, as the official code clusters its encoders'
+outputs, other dtypes in float64.
 
 Three or more modalities (the paper's "*" version, as BalanceBenchmark): the
 same diagnosis and re-learning independently for every encoder.
+
+Training (``DNRStep``, the engine's ``TrainingMethod`` hook; classification only,
+the recipe ``dnr``): the step is the plain one and, as in the official
+``train_epoch``, the loss is the fused cross-entropy alone (the recipe's
+unimodal_loss_weight is 0, so the unimodal heads learn as probes on detached
+features). After training epoch e the engine evaluates the validation and test
+splits and then calls ``on_epoch_end``, which diagnoses and re-learns if
+``due(e)``: the official loop likewise runs ``valid`` before ``reinit``, so the
+metrics reported for epoch e are those before its re-initialisation (the
+BalanceBenchmark trainer re-initialises before its validation). The heads and the
+fusion module are never re-initialised, the optimiser's state (momentum) is kept
+(the official ``param.data = new_weight`` keeps it too), and the re-initialised
+parameters are in epoch e's checkpoint. Where the wiring differs from the
+official loop:
+
+- The initial parameters are remembered in the first training step of epoch 0,
+  before its optimiser step (the hook gives the model to a step, not to
+  ``on_epoch_start``), which are the parameters the official code saves to
+  ``init_para.pkl`` before training. A step runs only inside the recipe's
+  modulation window, so the window must start at epoch 0; it does not gate the
+  re-initialisations, which follow ``reinit_epoch`` and ``reinit_num`` alone.
+- The training split's features are read in the split's order, not through the
+  shuffled training loader as the official ``get_feature``, so the seeded k-means
+  sees the samples in another order.
+
+The initial parameters and the number of re-initialisations done are the
+method's state, saved in every checkpoint, so a resumed run continues exactly.
+scikit-learn (the ``harness`` extra) is imported when D&R is used, not with the
+package.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from types import ModuleType
 
 import numpy as np
 import torch
-from sklearn.cluster import KMeans
-from sklearn.metrics.cluster import contingency_matrix
-from sklearn.preprocessing import MinMaxScaler
-from torch import Tensor
+from torch import Tensor, nn
 
 from goal_plugin import _validation as check
+from goal_plugin.methods.hook import EpochEnd, EpochStart, StepLosses, TrainingMethod
+
+
+def _sklearn(module: str) -> ModuleType:
+    """``sklearn.<module>``, or a one-line error naming the package and the extra to install
+    (scikit-learn is not a dependency of the package itself)."""
+    try:
+        return importlib.import_module(f"sklearn.{module}")
+    except ImportError as error:
+        raise ValueError(
+            f"D&R clusters features with scikit-learn, which cannot be imported ({error}): "
+            "pip install scikit-learn, or goal-plugin's 'harness' extra"
+        ) from None
 
 
 def purity(labels: Sequence[int] | np.ndarray | Tensor, clusters: Sequence[int] | np.ndarray | Tensor) -> float:
@@ -69,7 +112,8 @@ def purity(labels: Sequence[int] | np.ndarray | Tensor, clusters: Sequence[int] 
             f"labels and clusters must be two non-empty lists of the same length, got "
             f"{labels.size} and {clusters.size}"
         )
-    return float(contingency_matrix(labels, clusters).max(axis=0).sum() / labels.size)
+    counts = _sklearn("metrics.cluster").contingency_matrix(labels, clusters)
+    return float(counts.max(axis=0).sum() / labels.size)
 
 
 def clustering_purity(
@@ -83,14 +127,16 @@ def clustering_purity(
     """Purity of k-means (k = ``num_classes``) on min-max scaled features."""
     check.integer("num_classes", num_classes, minimum=2)
     features = _as_numpy(features)
-    features = features.reshape(features.shape[0], -1).astype(np.float64)
+    features = features.reshape(features.shape[0], -1)
+    if features.dtype != np.float32:
+        features = features.astype(np.float64)
     labels = _as_numpy(labels).reshape(-1)
     if features.shape[0] != labels.size:
         raise ValueError(f"features have {features.shape[0]} rows but labels has {labels.size} entries")
     if features.shape[0] < num_classes:
         raise ValueError(f"k-means with {num_classes} clusters needs at least as many samples, got {features.shape[0]}")
-    scaled = MinMaxScaler(feature_range=(-1, 1)).fit_transform(features)
-    clusters = KMeans(
+    scaled = _sklearn("preprocessing").MinMaxScaler(feature_range=(-1, 1)).fit_transform(features)
+    clusters = _sklearn("cluster").KMeans(
         n_clusters=num_classes,
         random_state=check.integer("kmeans_seed", kmeans_seed, minimum=0),
         n_init=check.integer("kmeans_n_init", kmeans_n_init, minimum=1),
@@ -218,3 +264,80 @@ class DiagnoseAndRelearn:
             {name: tensor.clone() for name, tensor in encoder.items()} for encoder in initial
         ]
         self.reinits_done = check.integer("reinits_done", state["reinits_done"], minimum=0)
+
+
+class DNRStep(TrainingMethod):
+    """D&R as a training method (the engine's ``TrainingMethod`` hook; see the module
+    docstring): the plain step; before epoch 0 it remembers every encoder's
+    parameters; after each due epoch the features of the whole training
+    and validation splits diagnose each encoder and ``end.model``'s encoders are
+    re-learnt in place. Classification only (purity needs classes)."""
+
+    supported_tasks = ("classification",)
+
+    def __init__(
+        self,
+        move_lambda: float = 3.0,
+        reinit_epoch: int = 20,
+        reinit_num: int = 3,
+        kmeans_seed: int = 0,
+        kmeans_n_init: int = 10,
+    ) -> None:
+        _sklearn("cluster")  # refused when the run is configured, not after reinit_epoch epochs
+        self.options = {
+            "move_lambda": check.non_negative("move_lambda", move_lambda),
+            "reinit_epoch": check.integer("reinit_epoch", reinit_epoch, minimum=1),
+            "reinit_num": check.integer("reinit_num", reinit_num, minimum=0),
+            "kmeans_seed": check.integer("kmeans_seed", kmeans_seed, minimum=0),
+            "kmeans_n_init": check.integer("kmeans_n_init", kmeans_n_init, minimum=1),
+        }
+        self.dnr: DiagnoseAndRelearn | None = None
+
+    def on_epoch_start(self, start: EpochStart) -> None:
+        if start.epoch == 0:  # a new run: the encoders as initialised
+            encoders = _encoder_parameters(start.model)
+            self.dnr = DiagnoseAndRelearn(len(encoders), **self.options)
+            self.dnr.remember_initial(encoders)
+        elif self.dnr is None:
+            raise RuntimeError(
+                f"D&R has no initial encoder parameters at epoch {start.epoch + 1}: a resumed run "
+                "needs a checkpoint written by D&R"
+            )
+
+    def on_epoch_end(self, end: EpochEnd) -> None:
+        if self.dnr is None or not self.dnr.due(end.epoch):
+            return
+        train_features, train_labels = _whole_split(end, "train")
+        val_features, val_labels = _whole_split(end, "val")
+        strengths = self.dnr.diagnose(train_features, train_labels, val_features, val_labels, end.num_classes)
+        self.dnr.relearn_(_encoder_parameters(end.model), strengths)
+
+    def state_dict(self) -> dict[str, object]:
+        return {} if self.dnr is None else self.dnr.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, object]) -> None:
+        if not state:
+            self.dnr = None
+            return
+        expected = {"initial", "reinits_done"}
+        if set(state) != expected or not isinstance(state["initial"], list):
+            raise ValueError(
+                f"D&R state needs keys {sorted(expected)} with a list of each encoder's initial "
+                f"parameters, got keys {sorted(state)}"
+            )
+        self.dnr = DiagnoseAndRelearn(len(state["initial"]), **self.options)
+        self.dnr.load_state_dict(dict(state))
+
+
+def _encoder_parameters(model: nn.Module) -> list[list[tuple[str, Tensor]]]:
+    """Each encoder's named parameters, in modality order (buffers excluded)."""
+    return [list(model.encoders[m].named_parameters()) for m in model.modalities]
+
+
+def _whole_split(end: EpochEnd, split: str) -> tuple[list[Tensor], Tensor]:
+    """Each encoder's features of the whole ``split`` (on the CPU) and the labels."""
+    batches, labels = [], []
+    for features, batch_labels in end.features(split):
+        batches.append([f.cpu() for f in features])
+        labels.append(batch_labels.cpu())
+    return [torch.cat(per_modality) for per_modality in zip(*batches)], torch.cat(labels)

@@ -86,7 +86,8 @@ class EpochStart:
     of the epoch's first ``k`` training batches, eval mode, no gradients, and
     ``probe(objective, epochs)``: [(mean training loss, mean validation loss)] per
     epoch of a copy of the model trained on ``objective`` alone; ``loss`` is the
-    task's loss of (logits, labels)."""
+    task's loss of (logits, labels); ``model`` the model itself (read it, do not
+    train it here)."""
 
     epoch: int
     num_classes: int
@@ -94,6 +95,7 @@ class EpochStart:
     features: Callable[[int], Features]
     probe: Callable[[Objective, int], list[tuple[float, float]]] | None = None
     loss: Callable[[Tensor, Tensor], Tensor] | None = None  # the task's loss of (logits, labels)
+    model: nn.Module | None = None  # before epoch 0: the model as initialised
 
 
 @dataclass
