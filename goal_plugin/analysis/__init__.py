@@ -10,6 +10,10 @@
 
     from goal_plugin.analysis.plots import make_plots
     make_plots(results, "analysis_out")        # PNG + PDF figures
+    make_plots(results, "analysis_out", ["cca", "go_pairs"])   # the paper's Figures 2b, 2c
+
+    from goal_plugin.analysis.feature_maps import draw_feature_maps
+    draw_feature_maps(results, "analysis_out", ["none", "goal"])  # Figures 3, 6 (t-SNE)
 
 Reading (``loading``), what a method is (``methods``), the statistics
 (``stats``), the summary table (``summary``), its rendering (``tables``) and

@@ -24,6 +24,21 @@ Kinds (``KINDS``; files ``<kind>.png`` and ``<kind>.pdf``):
 * ``diagnostics``: linear-probe accuracy per modality and mean CCA of the
   frozen encoders, per method; one panel each.
 
+The paper's figures, drawn when named (``PAPER_KINDS``):
+
+* ``cca`` (Figure 2b): per epoch, the CCA between the modalities' features on
+  the test split (the mean of the first 10 canonical correlations, which the
+  trainer records every epoch as ``test_cca_mean``), per method; one panel, and
+  with three or more modalities one more per pair (``test_cca_<a>_<b>``);
+  ``cca_bands`` returns the lines;
+* ``go_pairs`` (Figure 2c): each magnitude method beside itself with GO added
+  (AL / GOAL, OGM / OGM + GO, ARL / ARL + GO, none_uniloss / GO), grouped bars
+  of the unit's test metric with the difference above each pair; see
+  ``goal_plugin.analysis.go_pairs``, and ``go_pair_summary`` for the bars;
+* ``features`` (Figures 3 and 6, ``goal_plugin.analysis.feature_maps``): the
+  fused features of trained models in two dimensions; it reads checkpoints, so
+  it has its own function, ``draw_feature_maps``.
+
 Layout: every (dataset, backbone) with something to show gets a group of
 panels, each titled ``dataset/backbone``; the groups fill the rows of a grid in
 sorted order, as many side by side as fit ``MAX_WIDTH_IN`` inches, at most
@@ -59,6 +74,7 @@ import struct
 import zlib
 from collections.abc import Iterable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib as mpl
@@ -91,6 +107,7 @@ from goal_plugin.analysis.metrics import (
 )
 
 KINDS = ("temperature", "curves", "weights", "gradients", "cosine", "diagnostics")
+PAPER_KINDS = ("cca", "go_pairs")  # the paper's Figures 2b and 2c: drawn when named
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 LINESTYLES = ("-", "--", "-.", ":")
 HATCHES = ("//", "\\\\", "..", "xx", "oo", "--", "++", "**")
@@ -113,17 +130,59 @@ CHAR_WIDTH_IN = 0.065  # of a 7-9 pt label character, for margins that fit the l
 
 
 def make_plots(
-    results: Results, out_dir: str | Path, kinds: Iterable[str] | None = None
+    results: Results,
+    out_dir: str | Path,
+    kinds: Iterable[str] | None = None,
+    *,
+    pairs: Iterable[tuple[str, str]] | None = None,
 ) -> list[Path]:
     """Write every figure the data allows into ``out_dir``; returns the written paths.
 
-    ``kinds``: only these of ``KINDS`` (default: all), drawn in the order of ``KINDS``.
+    ``kinds``: these of ``KINDS + PAPER_KINDS``, drawn in that order (default: ``KINDS``;
+    the paper's figures are drawn when named).
+    ``pairs``: the (without GO, with GO) strategy pairs of ``go_pairs`` (default: those of
+    ``go_pairs.GO_PAIRS`` in the sweep; a named pair not in it is an ``AnalysisError``).
     """
+    known = KINDS + PAPER_KINDS
     wanted = KINDS if kinds is None else (kinds,) if isinstance(kinds, str) else tuple(kinds)
-    unknown = sorted(set(wanted) - set(KINDS))
+    unknown = sorted(set(wanted) - set(known))
     if unknown:
-        raise ValueError(f"unknown figure kind(s): {', '.join(unknown)}; known: {', '.join(KINDS)}")
+        raise ValueError(f"unknown figure kind(s): {', '.join(unknown)}; known: {', '.join(known)}")
     out = output_folder(out_dir)
+    labelled = _labelled(results)
+    trials, epochs, order = labelled.trials, labelled.epochs, labelled.order
+    styles = {method: i for i, method in enumerate(order)}
+    drawers = {
+        "temperature": lambda: _temperature_figures(trials, labelled.searched, labelled.columns, styles),
+        "curves": lambda: _curves_figures(epochs, order, styles, _selection_metrics(trials)),
+        "weights": lambda: _weights_figures(epochs, order, styles),
+        "gradients": lambda: _gradient_figures(epochs, order, styles),
+        "cosine": lambda: _cosine_figures(epochs, order),
+        "diagnostics": lambda: _diagnostics_figures(trials, order),
+        "cca": lambda: _cca_figures(_cca_frame(epochs, order), order, styles),
+        "go_pairs": lambda: _go_pair_figures(_go_pair_frame(trials, pairs)),
+    }
+    paths: list[Path] = []
+    with mpl.rc_context(STYLE), _collection_after_each_kind():
+        for kind in known:
+            if kind in wanted:
+                paths += _save_all(drawers[kind](), out / kind)
+                gc.collect(0)  # the figures just saved: only young objects to look at
+    return paths
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """A sweep's rows with their ``method`` labels (see ``goal_plugin.analysis.methods``)."""
+
+    trials: pd.DataFrame
+    epochs: pd.DataFrame
+    searched: pd.DataFrame
+    columns: dict[str, list[str]]  # per strategy, the config columns of its labels
+    order: list[str]  # the methods in the order of the legends
+
+
+def _labelled(results: Results) -> Labelled:
     columns = label_columns(results.trials, results.config_columns)
     trials = results.trials.assign(method=method_labels(results.trials, columns))
     epochs = results.epochs
@@ -134,23 +193,7 @@ def make_plots(
     searched = results.searched
     if len(searched):
         searched = searched.assign(method=method_labels(searched, columns))
-    order = method_order(trials, columns)
-    styles = {method: i for i, method in enumerate(order)}
-    drawers = {
-        "temperature": lambda: _temperature_figures(trials, searched, columns, styles),
-        "curves": lambda: _curves_figures(epochs, order, styles, _selection_metrics(trials)),
-        "weights": lambda: _weights_figures(epochs, order, styles),
-        "gradients": lambda: _gradient_figures(epochs, order, styles),
-        "cosine": lambda: _cosine_figures(epochs, order),
-        "diagnostics": lambda: _diagnostics_figures(trials, order),
-    }
-    paths: list[Path] = []
-    with mpl.rc_context(STYLE), _collection_after_each_kind():
-        for kind in KINDS:
-            if kind in wanted:
-                paths += _save_all(drawers[kind](), out / kind)
-                gc.collect(0)  # the figures just saved: only young objects to look at
-    return paths
+    return Labelled(trials, epochs, searched, columns, method_order(trials, columns))
 
 
 def _save_all(figures: list, stem: Path) -> list[Path]:
@@ -732,16 +775,16 @@ def _panel_figures(drawn, order: list[str], styles: dict[str, int], *, title: st
     return figures
 
 
-def modality_pairs(columns) -> list[tuple[str, str]]:
-    """The modality pairs (a, b) that have ``cosine_before_<a>_<b>`` columns, in column
+def modality_pairs(columns, prefix: str = "cosine_before_") -> list[tuple[str, str]]:
+    """The modality pairs (a, b) that have ``<prefix><a>_<b>`` columns, in column
     order; the modalities are those with ``weight_<modality>`` columns, so names that
     hold underscores split correctly."""
     modalities = [c.removeprefix("weight_") for c in columns if c.startswith("weight_") and c != "weight_decay"]
     pairs = []
     for column in columns:
-        if not column.startswith("cosine_before_"):
+        if not column.startswith(prefix):
             continue
-        pair = column.removeprefix("cosine_before_")
+        pair = column.removeprefix(prefix)
         split = [(a, b) for a in modalities for b in modalities if a != b and pair == f"{a}_{b}"]
         pairs += split[:1]
     return pairs
@@ -961,5 +1004,118 @@ def _diagnostics_figures(trials: pd.DataFrame, order: list[str]):
                 for k, name in enumerate(modalities)
             }
             _figure_legend(figure, entries, grid, title="modality")
+        figures.append(figure)
+    return figures
+
+
+# ----------------------------------------------------------------------------- the paper's figures 2b and 2c
+
+CCA_PREFIX, CCA_MEAN = "test_cca_", "test_cca_mean"
+BAND_COLUMNS = ["mean", "std", "count", "low", "high"]
+
+
+def cca_bands(results: Results) -> pd.DataFrame:
+    """The lines of the ``cca`` figure: per (dataset, backbone, method, ``column``, epoch)
+    the mean over seeds of the test split's CCA between modality features (the engine's
+    per-epoch ``test_cca_mean``; with three or more modalities also each pair's
+    ``test_cca_<a>_<b>``), its ``std``, ``count`` and 95 % t-interval ``low`` / ``high``
+    (none for one seed); ``panel`` is the panel's title."""
+    labelled = _labelled(results)
+    return _cca_frame(labelled.epochs, labelled.order)
+
+
+def go_pair_summary(results: Results, pairs: Iterable[tuple[str, str]] | None = None) -> pd.DataFrame:
+    """The bars of the ``go_pairs`` figure: ``go_pairs.pair_summary`` of the sweep's trials."""
+    return _go_pair_frame(_labelled(results).trials, pairs)
+
+
+def _cca_frame(epochs: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    frames = []
+    for keys, unit in _units(epochs):
+        reported = [c for c in unit.columns if c.startswith(CCA_PREFIX) and unit[c].notna().any()]
+        pairs = [c for c in reported if c != CCA_MEAN]
+        # With two modalities the one pair is the mean: one panel.
+        panels = [CCA_MEAN, *pairs] if len(pairs) > 1 else [CCA_MEAN] if CCA_MEAN in reported else []
+        pair_names = modality_pairs(list(unit.columns), CCA_PREFIX)
+        titles = {f"{CCA_PREFIX}{a}_{b}": f"{a}·{b}" for a, b in pair_names}
+        titles[CCA_MEAN] = "mean over pairs"
+        for column in panels:
+            bands = _bands(unit, ["method"], "epoch", column)
+            panel = titles.get(column, column.removeprefix(CCA_PREFIX))
+            for method in order:
+                if (method,) in bands:
+                    band = bands[(method,)].reset_index()
+                    frames.append(
+                        band.assign(**dict(zip(TABLE_KEYS, keys)), method=method, column=column, panel=panel)
+                    )
+    columns = [*TABLE_KEYS, "method", "column", "panel", "epoch", *BAND_COLUMNS]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def _cca_figures(frame: pd.DataFrame, order: list[str], styles: dict[str, int]):
+    drawn = []  # (unit name, [(panel title, [(method, band)])])
+    for keys, unit in _units(frame):
+        panels = []
+        for title, lines in unit.groupby("panel", sort=False):
+            bands = {
+                m: band.set_index("epoch")[BAND_COLUMNS] for m, band in lines.groupby("method", sort=False)
+            }
+            panels.append((title, [(m, bands[m]) for m in order if m in bands]))
+        drawn.append((_unit_name(keys), panels))
+    return _panel_figures(
+        drawn, order, styles,
+        title="CCA of the modality features per epoch (test split; first 10\n"
+        "canonical correlations; mean over seeds, 95 % CI)",
+        ylabel="CCA", missing="no more pairs", wgap=0.3, sharey="all",
+    )
+
+
+def _go_pair_frame(trials: pd.DataFrame, pairs) -> pd.DataFrame:
+    from goal_plugin.analysis.go_pairs import pair_summary  # scipy.stats: imported when drawn
+
+    return pair_summary(trials, None if pairs is None else list(pairs))
+
+
+def _go_pair_figures(frame: pd.DataFrame):
+    if not len(frame):
+        return []
+    units = _units(frame)
+    sides = {
+        "without": f"without GO: {', '.join(dict.fromkeys(frame['strategy_without']))}",
+        "with": f"with GO: {', '.join(dict.fromkeys(frame['strategy_with']))}",
+    }
+    entries = {
+        sides["without"]: Patch(facecolor="0.8", edgecolor="black"),
+        sides["with"]: Patch(facecolor="white", edgecolor="black", hatch=HATCHES[0]),
+    }
+    most = max(len(unit) for _, unit in units)
+    grid = _Grid(len(units), 1, width=max(2.4, 1.3 * most), right=_legend_margin(entries), hgap=0.8)
+    figures = []
+    for figure, groups, indices in grid.pages(
+        "test metric without and with GO (mean over seeds, 95 % CI)\n"
+        "above each pair: with minus without GO"
+    ):
+        for (ax,), i in zip(groups, indices):
+            keys, unit = units[i]
+            x = np.arange(len(unit))
+            tops = np.full(len(unit), -np.inf)
+            for offset, side, hatch in ((-0.2, "without", None), (0.2, "with", HATCHES[0])):
+                mean = unit[f"mean_{side}"].to_numpy(dtype=float)
+                high = unit[f"high_{side}"].to_numpy(dtype=float)
+                _bars(ax, x + offset, mean, high - mean, 0.4, hatch)
+                tops = np.fmax(tops, np.where(np.isfinite(high), high, mean))
+            for position, top, diff in zip(x, tops, unit["diff"]):
+                ax.annotate(
+                    f"{diff:+.2f}", (position, top), xytext=(0, 2), textcoords="offset points",
+                    ha="center", va="bottom", fontsize=7,
+                )  # fmt: skip
+            # Each panel its own pairs: the x axes are not shared.
+            ax.set_xticks(x, [f"{a} · {b}" for a, b in zip(unit["without"], unit["with"])], fontsize=7)
+            ax.set_xlim(-0.6, len(unit) - 0.4)
+            ax.set_title(_unit_name(keys))
+            ax.set_ylabel(display_name(unit["metric"].iloc[0]))
+            ax.margins(y=0.12)
+            _few_y_ticks(ax)
+        _figure_legend(figure, entries, grid)
         figures.append(figure)
     return figures
