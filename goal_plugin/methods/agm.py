@@ -27,8 +27,9 @@ is ``s_m = mean_i -log max(softmax(phi_m)[i, y_i], 1e-8)``; with
 
 where ``S_m`` is the running mean of all previous batches' ``s_m`` since the
 start of training (``S <- S (t - 1) / t + s / t`` at iteration t, starting from
-0, updated after the coefficient is computed, every step, inside or outside the
-modulation window). For M = 2 this is the official ``exp(score_v - score_a)``.
+0, updated after the coefficient is computed; the official loop updates it in
+every step, inside or outside the modulation window). For M = 2 this is the
+official ``exp(score_v - score_a)``.
 ``coeff_m`` scales the gradient that flows back through ``phi_m`` (a full
 backward hook on an identity module): ``modulated_output`` does the same.
 
@@ -37,15 +38,32 @@ AV-MNIST example uses 2.5, BalanceBenchmark 0.1).
 max_gap: > 0 or None (default): None takes the official cap, 10 for two
 modalities (``run/CREMAD_main.py``) and 7 for three (``run/URFunny_main.py``).
 
+Training (``AGMStep``, the ``agm`` recipe): inside the modulation window each
+step runs the 2^M - 1 passes (the engine's own pass is ``f(N)``; a padded pass
+keeps padding masks and labels and zeroes only the inputs), and the loss is the
+fused loss through ``modulated_output``. The harness follows the official loop:
+the fused loss only (AGM's networks have no unimodal heads, so ours learn as
+probes on detached features), concatenation fusion, and the window of its
+defaults ``modulation_starts 0 <= epoch <= modulation_ends 20`` over epochs
+counted from 1, i.e. the first 20 epochs (0-based 0-19). Three or more
+modalities: the same rule with every subset (the official three-modality
+formulas are its M = 3 case).
+
 Deliberate deviations: the 1e-8 floor on the true-class probability (two-modality
 scripts) is used for three modalities too (``URFunny_main.py`` has none, so a
 probability that underflows gives an infinite score there); the unused all-padded
-pass is not required. Outside the modulation window the engine should apply
-coefficient 1; the official loop stops calling ``update_scale`` there, so its
-hooks keep the last in-window coefficient. BalanceBenchmark's AGMTrainer differs
-from the authors' code (it drops the ``f({m})`` term of phi_m, flips the ratio's
-sign, scales parameter gradients after backward and caps the gap at 7): we follow
-the authors.
+pass is not run. Outside the modulation window the engine trains its plain step,
+which is AGM's with every coefficient 1, and the running scores absorb only the
+steps inside the window; the official loop runs the padded passes in every epoch,
+so its running scores absorb every step, and after the window (it stops calling
+``update_scale``) its hooks keep the last in-window coefficients. Most official
+scripts also clip the gradient norm in the steps where an entry of the
+classifier's weight gradient leaves [-c, c] (CREMA-D and AV-MNIST: c = 1, norm
+1; UR-Funny: c = 5, norm 5; AVE: never); the engine clips only with
+``grad_clip`` (in every step), unset by default. BalanceBenchmark's
+AGMTrainer differs from the authors' code (it drops the ``f({m})`` term of phi_m,
+flips the ratio's sign, scales parameter gradients after backward and caps the
+gap at 7): we follow the authors.
 """
 
 from __future__ import annotations
@@ -58,6 +76,7 @@ import torch
 from torch import Tensor
 
 from goal_plugin import _validation as check
+from goal_plugin.methods.hook import StepLosses, TrainingMethod
 
 SCORE_FLOOR = 1e-8  # official: probabilities below 1e-8 score as -log(1e-8)
 OFFICIAL_MAX_GAP = {2: 10.0}  # run/CREMAD_main.py; three modalities: run/URFunny_main.py
@@ -224,3 +243,71 @@ class AGMController:
             )
         self.running_scores = scores
         self.num_updates = check.integer("num_updates", state["num_updates"], minimum=0)
+
+
+class AGMStep(TrainingMethod):
+    """AGM as a training method (the engine's ``TrainingMethod`` hook); classification only.
+
+    In each step inside the modulation window, the engine's forward pass (train mode)
+    is ``f(N)``; every other non-empty subset S of the modalities is one more pass of
+    the step's batch with the inputs of the modalities outside S replaced by
+    ``torch.zeros_like`` (padding masks and labels kept), in eval mode and with
+    autograd, as ``GradMod.forward`` runs them. The coefficients come from the phi_m
+    of this step and the running scores (``AGMController``), and the step's loss is
+    the task's loss of ``modulated_output(phi, coeff)`` (numerically the fused loss)
+    plus the unimodal heads' probe loss on detached features: AGM's networks have no
+    unimodal heads, so its harness trains them as probes only (``heads_as_probes``).
+
+    Outside the window the engine trains its plain step, which is AGM's step with
+    every coefficient 1 (``sum_m phi_m = f(N)``, so the padded passes' gradients
+    cancel), and the running scores do not absorb those steps. The official loop
+    instead runs the padded passes in every epoch: its running scores absorb every
+    step, and after the window its hooks keep the last in-window coefficients.
+    """
+
+    supported_tasks = ("classification",)
+    heads_as_probes = True
+
+    def __init__(self, alpha: float = 1.0, max_gap: float | None = None) -> None:
+        self.alpha = check.non_negative("alpha", alpha)
+        self.max_gap = None if max_gap is None else check.positive("max_gap", max_gap)
+        self.controller: AGMController | None = None  # sized by the first step's modalities
+
+    def backward(self, step: StepLosses) -> None:
+        modalities = step.model.modalities
+        if self.controller is None:
+            self.controller = AGMController(len(modalities), self.alpha, self.max_gap)
+        everything = tuple(range(len(modalities)))
+
+        def fused(present: Subset) -> Tensor:
+            if present == everything:
+                logits = step.outputs.fused_logits
+            else:
+                padded = dict(step.batch)
+                for index, modality in enumerate(modalities):
+                    if index not in present:
+                        padded[modality] = torch.zeros_like(step.batch[modality])
+                logits = step.forward(padded, train=False).fused_logits
+            # phi_m sums differences of outputs: under AMP take them in float32 at least
+            return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+        phis = shapley_from_passes(fused, len(modalities))
+        coefficients = self.controller.update(phis, step.labels)
+        loss = step.loss(modulated_output(phis, coefficients))
+        step.scale(loss + step.unimodal_weight * sum(step.unimodal.values())).backward()
+
+    def state_dict(self) -> dict[str, object]:
+        if self.controller is None:
+            return {}
+        return {"num_modalities": self.controller.num_modalities, **self.controller.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, object]) -> None:
+        if not state:
+            self.controller = None
+            return
+        state = dict(state)
+        num_modalities = check.integer(
+            "num_modalities", state.pop("num_modalities", None), minimum=2
+        )
+        self.controller = AGMController(num_modalities, self.alpha, self.max_gap)
+        self.controller.load_state_dict(state)
