@@ -15,7 +15,7 @@ from goal_plugin.registry import STRATEGIES
 from goal_plugin.tune import load_space
 from goal_plugin.tune.space import parse_space
 
-PAPER_SETTINGS = {"optimizer": "sgd", "lr": 4e-4, "momentum": 0.9, "weight_decay": 1e-4, "fusion": "concat"}
+PAPER_SETTINGS = {"optimizer": "sgd", "lr": 4e-4, "momentum": 0.9, "weight_decay": 1e-4}
 # Where the paper is silent: OGM-GE's main.py defaults.
 OGM_GE_SETTINGS = {"epochs": 100, "batch_size": 64, "scheduler": "step", "lr_step_size": 70, "lr_gamma": 0.1}
 EXPECTED = PAPER_SETTINGS | OGM_GE_SETTINGS
@@ -36,6 +36,14 @@ def test_paper_av_space_is_every_strategy_on_the_three_datasets():
     for cell in space.cells:
         assert cell.config["backbone"] == "resnet18"
         assert {k: cell.config[k] for k in EXPECTED} == EXPECTED
+        assert trained_fusion(cell.config) == ("shared" if cell.config["strategy"] == "mla" else "concat")
+
+
+def trained_fusion(config: dict) -> str:
+    """The fusion module a cell trains: the config's, else its recipe's (concatenation, the
+    GOAL paper's, for every recipe but MLA's shared head)."""
+    resolved = resolve_config(config)
+    return resolved.harness(resolved.build_strategy()).fusion
 
 
 def test_backbones_space_is_the_three_backbones_with_none_and_goal():
@@ -53,7 +61,7 @@ def test_backbones_space_is_the_three_backbones_with_none_and_goal():
 # the variances). The datasets that need options or encoders of their own get them in the
 # space's ``datasets`` block.
 EVERY_STRATEGY = "every built-in strategy"
-REGRESSION_STRATEGIES = ["none", "none_uniloss", "al", "go", "goal", "mmpareto", "unimodal"]
+REGRESSION_STRATEGIES = ["none", "none_uniloss", "al", "go", "goal", "arl", "arl_go", "mmpareto", "grad_blending", "unimodal"]
 SPACES = {
     "trimodal": {dataset: EVERY_STRATEGY for dataset in ("mosi", "meld", "iemocap", "hateful_memes")},
     "regression": {"mosi": REGRESSION_STRATEGIES, "mmimdb": REGRESSION_STRATEGIES},
@@ -61,7 +69,7 @@ SPACES = {
 MODALITIES = {dataset: ["audio", "visual", "text"] for dataset in ("mosi", "meld", "iemocap")} | {
     dataset: ["image", "text"] for dataset in ("hateful_memes", "mmimdb")
 }
-PAPER_OPTIMISER = {"optimizer": "sgd", "lr": 4e-4, "momentum": 0.9, "weight_decay": 1e-4, "fusion": "concat"}
+PAPER_OPTIMISER = {"optimizer": "sgd", "lr": 4e-4, "momentum": 0.9, "weight_decay": 1e-4}
 
 
 def space(name: str):
@@ -103,9 +111,10 @@ def test_a_table_3_or_4_space_is_each_dataset_x_the_strategies_its_task_trains_x
     for cell in spec.cells:
         assert resolve_config(cell.config).as_dict() == cell.config  # resolves, nothing dropped
         assert {k: cell.config[k] for k in PAPER_OPTIMISER} == PAPER_OPTIMISER
+        assert trained_fusion(cell.config) == ("shared" if cell.config["strategy"] == "mla" else "concat")
         if cell.config["dataset_options"].get("task", "") == "regression":
             assert cell.config["regression_head"] == "gaussian"
-            if cell.config["strategy"] in ("al", "goal"):
+            if cell.config["strategy"] in ("al", "goal", "arl", "arl_go"):
                 assert cell.config["uncertainty"] == "variance"
 
 
