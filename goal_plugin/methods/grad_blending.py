@@ -45,16 +45,47 @@ Deliberate deviations from BalanceBenchmark:
 
 Three or more modalities (the paper's "*" version): one head per modality plus
 the fused head, each probed the same way; the rule above is already per head.
+
+Training through the engine (``GradientBlendingStep``, the ``grad_blending``
+recipe): the heads are each modality's own unimodal head ``heads[m]`` on its
+encoder's features and the fused head (the fusion module), as in the paper's
+architecture and in VMZ, whose ``audio_weight``, ``visual_weight`` and
+``av_weight`` weigh the losses of three separate outputs. Before every epoch in
+which the rule estimates, each head's probe is a copy of the current model
+trained by the engine's ``EpochStart.probe`` for ``super_epoch`` epochs on that
+head's loss alone (the task's loss, so any task), with a fresh optimiser of the
+run's settings, reading the training batches in the order of the epochs it
+stands for; the held-out losses are the dataset's validation split (as
+BalanceBenchmark's ``val_loader``), per-sample means after each probe epoch. The
+main model then trains on ``sum_m w_m L_m + w_fused L_fused``. A ``super_epoch``
+at least the run's number of epochs estimates once, before epoch 0: the offline
+Gradient-Blending (BalanceBenchmark's ``method: offline`` sets ``super_epoch`` to
+the number of epochs). Each estimate costs ``(M + 1) * super_epoch`` probe
+epochs, each about as long as a training epoch plus a validation pass.
+
+Deviations of the wiring from BalanceBenchmark:
+
+* A modality's probe and loss are its own unimodal head's, not the fused
+  classifier with the other modalities' inputs zeroed (the probe) or its weight
+  slice (the main loss): the paper's and VMZ's separate heads.
+* The schedule of estimates counts from epoch 0 whatever the harness's
+  modulation window; outside the window the engine trains its plain step.
+  BalanceBenchmark's Gradient-Blending loop never reads its window (0-80), so
+  the recipe's window is every epoch.
+* The harness's ``unimodal_loss_weight`` (1, above 0 so that the unimodal losses
+  reach the encoders) does not enter the blended loss; the epoch's ``train_loss``
+  statistic stays the engine's ``L_fused + lambda * sum_m L_m``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
 from goal_plugin import _validation as check
+from goal_plugin.methods.hook import EpochStart, Objective, StepLosses, TrainingMethod
 
 
 def _losses(name: str, values: Sequence[float] | Tensor) -> Tensor:
@@ -202,3 +233,55 @@ class GradientBlending:
             int(probe_epoch): [None if losses is None else tuple(losses) for losses in heads]
             for probe_epoch, heads in records.items()
         }
+
+
+class GradientBlendingStep(TrainingMethod):
+    """Gradient-Blending as a training method (the engine's ``TrainingMethod`` hook):
+    the weights are estimated by held-out probes before epochs 0, ``super_epoch``,
+    ``2 * super_epoch``, ... (see the module docstring), and a step's loss is
+    ``sum_m w_m L_m + w_fused L_fused`` over the unimodal heads' and the fused
+    head's losses, which therefore must reach the encoders (unimodal loss weight
+    above 0). Any task: the losses are the task's."""
+
+    needs_unimodal_loss = True
+
+    def __init__(self, super_epoch: int = 10, eps: float = 1e-12) -> None:
+        self.super_epoch = check.integer("super_epoch", super_epoch, minimum=2)
+        self.eps = check.positive("eps", eps)
+        self.blending: GradientBlending | None = None
+
+    def on_epoch_start(self, start: EpochStart) -> None:
+        if self.blending is None:  # the hook names no modalities: count the features of one batch
+            for features, _ in start.features(1):
+                self.blending = self._new(len(features))
+        if not self.blending.estimates_at(start.epoch):
+            return
+        if start.probe is None:
+            raise RuntimeError("Gradient-Blending needs EpochStart.probe to estimate its weights")
+        for head in range(self.blending.num_heads):
+            losses = start.probe(self._objective(head, start.loss), self.super_epoch)
+            for probe_epoch in self.blending.probe_epochs:
+                self.blending.record(head, probe_epoch, *losses[probe_epoch])
+        self.blending.finish()
+
+    def _objective(self, head: int, loss: Callable[[Tensor, Tensor], Tensor]) -> Objective:
+        """Head ``head``'s loss alone: a modality's unimodal head, or (last) the fused head."""
+        if head == self.blending.num_modalities:
+            return lambda outputs, labels: loss(outputs.fused_logits, labels)
+        return lambda outputs, labels: loss(list(outputs.unimodal_logits.values())[head], labels)
+
+    def backward(self, step: StepLosses) -> None:
+        step.scale(self.blending.loss([*step.unimodal.values(), step.fused])).backward()
+
+    def _new(self, num_modalities: int) -> GradientBlending:
+        return GradientBlending(num_modalities, super_epoch=self.super_epoch, eps=self.eps)
+
+    def state_dict(self) -> dict[str, object]:
+        return {} if self.blending is None else self.blending.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, object]) -> None:
+        if not state:
+            self.blending = None
+            return
+        self.blending = self._new(int(state["num_modalities"]))
+        self.blending.load_state_dict(dict(state))

@@ -1,22 +1,26 @@
 """The built-in recipes: magnitude step + direction step + harness defaults.
 
-============  ==============  ===========  ==============================================
-name          magnitude       direction    harness defaults (source method's training)
-============  ==============  ===========  ==============================================
-none          identity        identity     fused loss only; always on
-none_uniloss  identity        identity     unimodal loss 1; always on
-al            AL (T)          identity     unimodal loss 1; unimodal-head logits; always on
-go            identity        GO           unimodal loss 1; always on
-goal          AL (T)          GO           unimodal loss 1; unimodal-head logits; always on
-ogm           OGM (alpha)     identity     fused loss only; fusion-slice logits; epochs 0-50
-ogm_ge        OGM (alpha)     identity     as ogm, plus GE noise after backward
-ogm_go        OGM (alpha)     GO           as ogm
-arl           ARL (T_arl)     identity     unimodal loss 4 (1 in warm-up); epochs 6-end
-arl_go        ARL (T_arl)     GO           as arl
-mmpareto      identity        identity     unimodal loss 1; MMPareto's step (gamma)
-unimodal      -               -            one modality's encoder and head (modality)
-pmr           identity        identity     fused loss; prototype losses (alpha, prototype_momentum); epochs 0-100
-============  ==============  ===========  ==============================================
+=============  ==============  ===========  ==============================================
+name           magnitude       direction    harness defaults (source method's training)
+=============  ==============  ===========  ==============================================
+none           identity        identity     fused loss only; always on
+none_uniloss   identity        identity     unimodal loss 1; always on
+al             AL (T)          identity     unimodal loss 1; unimodal-head logits; always on
+go             identity        GO           unimodal loss 1; always on
+goal           AL (T)          GO           unimodal loss 1; unimodal-head logits; always on
+ogm            OGM (alpha)     identity     fused loss only; fusion-slice logits; epochs 0-50
+ogm_ge         OGM (alpha)     identity     as ogm, plus GE noise after backward
+ogm_go         OGM (alpha)     GO           as ogm
+arl            ARL (T_arl)     identity     unimodal loss 4 (1 in warm-up); epochs 6-end
+arl_go         ARL (T_arl)     GO           as arl
+mmpareto       identity        identity     unimodal loss 1; MMPareto's step (gamma)
+unimodal       -               -            one modality's encoder and head (modality)
+pmr            identity        identity     fused loss; prototype losses (alpha, prototype_momentum); epochs 0-100
+agm            identity        identity     fused loss; Shapley outputs of padded passes, coefficients (alpha, max_gap); epochs 0-19
+mla            identity        identity     shared head, probes only; alternating steps (alpha_base, projector_update, entropy_scope)
+grad_blending  identity        identity     unimodal loss 1; blended head losses (super_epoch, eps); every epoch
+dnr            identity        identity     fused loss; encoders re-learnt after epochs 20, 40, 60 (move_lambda, reinit_epoch, reinit_num)
+=============  ==============  ===========  ==============================================
 
 GOAL's recipes train the unimodal heads jointly (weight 1): AL reads their
 logits (Eq. 3), which are meaningless untrained. ``none_uniloss`` is their
@@ -33,6 +37,10 @@ from __future__ import annotations
 
 from goal_plugin.methods.mmpareto import MMParetoStep
 from goal_plugin.methods.pmr import PMRStep
+from goal_plugin.methods.dnr import DNRStep
+from goal_plugin.methods.grad_blending import GradientBlendingStep
+from goal_plugin.methods.mla import MLAStep
+from goal_plugin.methods.agm import AGMStep
 from goal_plugin.registry import register_strategy
 from goal_plugin.strategies.base import HarnessDefaults, Strategy
 from goal_plugin.strategies.direction import GradientOrthogonalisation
@@ -116,9 +124,10 @@ def ogm_go(*, alpha: float = 0.1, space: str = "sample", eps: float = 1e-8) -> S
 
 
 @register_strategy("arl")
-def arl(*, arl_temperature: float = 8.0, entropy_floor: float = 0.3) -> Strategy:
-    """ARL (Wei, Luo, Luo, ICCV 2025) with its weight applied; see ``ARLModulation``."""
-    return Strategy(ARLModulation(arl_temperature, entropy_floor), defaults=ARL_DEFAULTS)
+def arl(*, arl_temperature: float = 8.0, entropy_floor: float = 0.3, uncertainty: str = "entropy") -> Strategy:
+    """ARL (Wei, Luo, Luo, ICCV 2025) with its weight applied; ``uncertainty="variance"``
+    is its regression version for Gaussian heads; see ``ARLModulation``."""
+    return Strategy(ARLModulation(arl_temperature, entropy_floor, uncertainty), defaults=ARL_DEFAULTS)
 
 
 @register_strategy("arl_go")
@@ -126,12 +135,13 @@ def arl_go(
     *,
     arl_temperature: float = 8.0,
     entropy_floor: float = 0.3,
+    uncertainty: str = "entropy",
     space: str = "sample",
     eps: float = 1e-8,
 ) -> Strategy:
     """ARL weights, then GO on the scaled gradients."""
     return Strategy(
-        ARLModulation(arl_temperature, entropy_floor),
+        ARLModulation(arl_temperature, entropy_floor, uncertainty),
         GradientOrthogonalisation(space, eps),
         ARL_DEFAULTS,
     )
@@ -169,3 +179,82 @@ def pmr(*, alpha: float = 1.0, prototype_momentum: float = 0.2) -> Strategy:
     official ``momentum_coef``; the optimiser's ``momentum`` is another key), the weaker
     modality's prototype cross-entropy weighted by alpha; see ``goal_plugin.methods.pmr``."""
     return Strategy(defaults=PMR_DEFAULTS, training_method=PMRStep(alpha, prototype_momentum))
+
+
+# AGM's official loop (run/CREMAD_main.py, epochs counted from 1): CE of the fused output
+# only (its networks have no unimodal heads; ours learn as probes), modulation while
+# modulation_starts 0 <= epoch <= modulation_ends 20, i.e. the first 20 epochs (0-based
+# 0-19); concatenation fusion (ConcatFusion).
+AGM_DEFAULTS = HarnessDefaults(unimodal_loss_weight=0.0, modulation_starts=0, modulation_ends=19)
+
+
+@register_strategy("agm")
+def agm(*, alpha: float = 1.0, max_gap: float | None = None) -> Strategy:
+    """AGM (Li et al., ICCV 2023; code lihong2303/AGM_ICCV2023): Shapley-style unimodal
+    outputs from zero-padded forward passes, and per modality the coefficient
+    ``exp(alpha * min(optimal_ratio - ratio, max_gap))`` on the gradient through its
+    output; ``max_gap`` None is the official cap (10 for two modalities, 7 for three or
+    more); see ``goal_plugin.methods.agm``."""
+    return Strategy(defaults=AGM_DEFAULTS, training_method=AGMStep(alpha, max_gap))
+
+
+# MLA's official loop (--gs_flag): the alternating losses through one shared head only,
+# every epoch.
+MLA_DEFAULTS = HarnessDefaults(unimodal_loss_weight=0.0, fusion="shared")
+
+
+@register_strategy("mla")
+def mla(*, alpha_base: float = 0.1, projector_update: str = "owm", entropy_scope: str = "batch") -> Strategy:
+    """MLA (Zhang, Yoon, Bansal, Yao, CVPR 2024; code
+    Cecile-hi/Multimodal-Learning-with-Alternating-Unimodal-Adaptation): one step per
+    modality through a shared head whose weight gradient is projected by OWM with
+    regulariser ``alpha_base ** (1 + b / N)`` (``projector_update="released"``: the
+    released elementwise division), and entropy-weighted fusion of the modalities'
+    logits (``entropy_scope="batch"`` as released, ``"sample"`` as in the paper's
+    equation); see ``goal_plugin.methods.mla``."""
+    return Strategy(defaults=MLA_DEFAULTS, training_method=MLAStep(alpha_base, projector_update, entropy_scope))
+
+
+# Gradient-Blending's loop (BalanceBenchmark's GBlending trainer, which never reads
+# its modulation window): the blended loss of the heads in every epoch. The unimodal
+# losses must reach the encoders; their weights are the blend's, not this 1.
+GRAD_BLENDING_DEFAULTS = HarnessDefaults(unimodal_loss_weight=1.0)
+
+
+@register_strategy("grad_blending")
+def grad_blending(*, super_epoch: int = 10, eps: float = 1e-12) -> Strategy:
+    """Gradient-Blending (Wang, Tran, Feiszli, CVPR 2020; code facebookresearch/VMZ, which
+    applies the weights, and GeWu-Lab/BalanceBenchmark's estimation): every
+    ``super_epoch`` epochs from epoch 0, each head (every modality's unimodal head and
+    the fused head) is probed for ``super_epoch`` epochs on a copy of the model, and the
+    training loss is the heads' losses weighted by their generalisation over the square
+    of their overfitting on the validation split (``eps`` floors the square). A
+    ``super_epoch`` of at least the run's epochs estimates once (offline); see
+    ``goal_plugin.methods.grad_blending``."""
+    return Strategy(defaults=GRAD_BLENDING_DEFAULTS, training_method=GradientBlendingStep(super_epoch, eps))
+
+
+# D&R's official loop (code/ours.py train_epoch): CE(fused) alone; the re-initialisations
+# follow reinit_epoch / reinit_num, not the modulation window (which must start at 0).
+DNR_DEFAULTS = HarnessDefaults(unimodal_loss_weight=0.0)
+
+
+@register_strategy("dnr")
+def dnr(
+    *,
+    move_lambda: float = 3.0,
+    reinit_epoch: int = 20,
+    reinit_num: int = 3,
+    kmeans_seed: int = 0,
+    kmeans_n_init: int = 10,
+) -> Strategy:
+    """D&R, Diagnosing and Re-learning (Wei, Li, Feng, Hu, ECCV 2024; code
+    GeWu-Lab/Diagnosing_Relearning_ECCV2024): after every reinit_epoch-th epoch (at most
+    reinit_num times) each encoder moves towards its initialisation by
+    tanh(move_lambda * |purity gap|), the gap between the k-means purities of its training
+    and validation features (kmeans_seed, kmeans_n_init); needs scikit-learn; see
+    ``goal_plugin.methods.dnr``."""
+    return Strategy(
+        defaults=DNR_DEFAULTS,
+        training_method=DNRStep(move_lambda, reinit_epoch, reinit_num, kmeans_seed, kmeans_n_init),
+    )
