@@ -168,7 +168,7 @@ def test_the_modulation_window_does_not_change_what_dnr_does():
     # window that opens later changes nothing: the re-initialisations follow reinit_epoch.
     later = fit(mfeat(["fou", "kar"], modulation_starts=1))
     default = fit(mfeat(["fou", "kar"]))
-    numbers = lambda results: [(m["train_loss"], m["val_acc"], m["test_acc"]) for m in results["history"]]  # noqa: E731
+    numbers = lambda results: [(m["train_loss"], m["val_acc"], m["test_acc"]) for m in results["history"]]
     assert numbers(later) == numbers(default)
     assert numbers(default)[2] != numbers(fit(mfeat(["fou", "kar"], strategy="none")))[2]  # epoch 1 re-initialised
 

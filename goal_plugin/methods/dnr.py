@@ -89,7 +89,7 @@ import torch
 from torch import Tensor, nn
 
 from goal_plugin import _validation as check
-from goal_plugin.methods.hook import EpochEnd, EpochStart, StepLosses, TrainingMethod
+from goal_plugin.methods.hook import EpochEnd, EpochStart, TrainingMethod
 
 
 def _sklearn(module: str) -> ModuleType:

@@ -35,12 +35,12 @@ through the engine's ``TrainingMethod`` hook), not the fusion gradients.
 
 from __future__ import annotations
 
-from goal_plugin.methods.mmpareto import MMParetoStep
-from goal_plugin.methods.pmr import PMRStep
+from goal_plugin.methods.agm import AGMStep
 from goal_plugin.methods.dnr import DNRStep
 from goal_plugin.methods.grad_blending import GradientBlendingStep
 from goal_plugin.methods.mla import MLAStep
-from goal_plugin.methods.agm import AGMStep
+from goal_plugin.methods.mmpareto import MMParetoStep
+from goal_plugin.methods.pmr import PMRStep
 from goal_plugin.registry import register_strategy
 from goal_plugin.strategies.base import HarnessDefaults, Strategy
 from goal_plugin.strategies.direction import GradientOrthogonalisation
