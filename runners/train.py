@@ -4,6 +4,7 @@
     python runners/train.py --config trial.yaml --set alpha=0.8     # trial.yaml: config keys, e.g. strategy: ogm
     python runners/train.py --set dataset_options.views=[pix,fou,kar] --output runs/a
     python runners/train.py --resume runs/a                  # continue after a crash
+    python runners/train.py --config trial.yaml --check-data  # open every data file, train nothing
 
 Every run writes config.json, metrics.json and a checkpoint per epoch to its folder:
 --output, or a new runs/<dataset>-<strategy>-<time> in the current directory. A folder
@@ -29,6 +30,7 @@ from goal_plugin.engine import (
 from goal_plugin.engine.checkpoint import checkpoint_file
 from goal_plugin.engine.cli import (
     apply_overrides,
+    check_trial_data,
     format_config_keys,
     format_summary,
     load_config_file,
@@ -67,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         help="skip clips whose files are missing or malformed and count them per split "
         "(dataset_options.skip_missing=true; datasets read from files only)",
     )
+    parser.add_argument(
+        "--check-data",
+        action="store_true",
+        help="open every file of each split the trial would read, report the missing or malformed "
+        "ones (a manifest's bad rows by line and column) and exit without training",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     parser.add_argument(
         "--list-keys",
@@ -81,9 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         resume_from, overwrite = None, args.overwrite
         if args.resume:
-            if args.config or args.set or args.output or args.overwrite or args.skip_missing:
+            if args.config or args.set or args.output or args.overwrite or args.skip_missing or args.check_data:
                 raise ConfigError(
-                    "--resume uses the run's saved config and folder; do not pass --config, --set, --output, --overwrite or --skip-missing"
+                    "--resume uses the run's saved config and folder; do not pass --config, --set, "
+                    "--output, --overwrite, --skip-missing or --check-data"
                 )
             output = Path(args.resume)
             config = _resolve(load_run_config(output), f"{output / 'config.json'}: ")
@@ -99,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
                     [*args.set, *(["dataset_options.skip_missing=true"] if args.skip_missing else [])],
                 )
             )
+            if args.check_data:
+                report, readable = check_trial_data(config)
+                print(report)
+                return 0 if readable else 1
             if args.output:
                 output = Path(args.output)
             else:

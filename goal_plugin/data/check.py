@@ -18,6 +18,11 @@ The image + text datasets (``IMAGE_TEXT_DATASETS``: Hateful Memes, MM-IMDB) chec
 their JSON and HDF5 files, and that every listed image exists, when a split is built
 (a problem there is reported as for the pickles); ``check_data`` then decodes every
 image of the split and counts those that cannot be decoded as malformed.
+
+The ``files`` dataset (a manifest) opens every file of every row with ``skip_missing``
+and reports each row it would skip, by manifest line and column. The ``tensors``
+dataset (``ARRAY_DATASETS``) reads whole-split arrays: a bad file is reported as for
+the pickles.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from goal_plugin.data.av import LOG, AudioVisualDataset, EmptySplitError
 from goal_plugin.data.base import DATASETS, SPLITS, build_dataset
 from goal_plugin.data.files import DataError
 from goal_plugin.data.image_text import IMAGE_TEXT_DATASETS, ImageTextDataset
+from goal_plugin.data.manifest import EmptyManifestSplit, ManifestDataset
 from goal_plugin.data.sequences import SEQUENCE_DATASETS, SequenceDataset
+from goal_plugin.data.tensors import ARRAY_DATASETS
 
 EXAMPLES = 5
 
@@ -69,10 +76,13 @@ def check_data(
             with _quiet(LOG):  # the report gives the counts that skip_missing would log
                 data = build_dataset(dataset, root, split, **options, **extra)
         except EmptySplitError as error:
-            results.append(_from_problems(dataset, split, error.problems, kept=0))
+            every = isinstance(error, EmptyManifestSplit)  # a manifest's rows: all of them, by line
+            results.append(
+                _from_problems(dataset, split, error.problems, 0, examples=None if every else EXAMPLES)
+            )
             continue
         except DataError as error:
-            if dataset not in SEQUENCE_DATASETS | IMAGE_TEXT_DATASETS:
+            if dataset not in SEQUENCE_DATASETS | IMAGE_TEXT_DATASETS | ARRAY_DATASETS:
                 raise
             missing = int(error.missing)
             results.append(
@@ -91,6 +101,10 @@ def check_data(
             results.append(
                 _from_problems(dataset, split, data.problems, kept=len(data), layout=data.layout)
             )
+        elif isinstance(data, ManifestDataset):  # every row it skips, by line: the user fixes them all
+            results.append(
+                _from_problems(dataset, split, data.problems, len(data), data.layout, examples=None)
+            )
         else:
             results.append(SplitCheck(dataset, split, None, len(data)))
     return results
@@ -105,7 +119,7 @@ def _quiet(logger: logging.Logger):
         logger.disabled = disabled
 
 
-def _from_problems(dataset, split, problems, kept, layout=None) -> SplitCheck:
+def _from_problems(dataset, split, problems, kept, layout=None, examples=EXAMPLES) -> SplitCheck:
     layout = layout or (problems[0].layout if problems else None)
     missing = sum(problem.missing for problem in problems)
     return SplitCheck(
@@ -115,7 +129,7 @@ def _from_problems(dataset, split, problems, kept, layout=None) -> SplitCheck:
         kept + len(problems),
         missing,
         len(problems) - missing,
-        [str(problem) for problem in problems[:EXAMPLES]],
+        [str(problem) for problem in problems[:examples]],
     )
 
 
@@ -140,5 +154,6 @@ def reads_files(dataset: str) -> bool:
     return (
         dataset in SEQUENCE_DATASETS
         or dataset in IMAGE_TEXT_DATASETS
+        or dataset in ARRAY_DATASETS
         or "skip_missing" in DATASETS.options(dataset)
     )

@@ -9,7 +9,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from goal_plugin.engine.config import DEFAULTS, HARNESS_KEYS, RECORDED_KEY, ConfigError
+from goal_plugin.engine.config import (
+    DEFAULTS,
+    HARNESS_KEYS,
+    RECORDED_KEY,
+    ConfigError,
+    TrialConfig,
+)
 from goal_plugin.registry import STRATEGIES
 
 SUMMARY_KEYS = (
@@ -163,3 +169,25 @@ def format_summary(results: Mapping[str, Any]) -> str:
     dataset = results["config"]["dataset"]
     lines.append(f"Evaluation protocol ({dataset}): {results[RECORDED_KEY]}")
     return "\n".join(lines)
+
+
+def check_trial_data(config: TrialConfig) -> tuple[str, bool]:
+    """``--check-data`` of one trial: every file of each split of its dataset opened as
+    training would read it (``goal_plugin.data.check_data``), nothing trained. Returns
+    the report (a table per split, then every problem found, e.g. each unreadable row
+    of a ``files`` manifest with its line and column) and whether all was readable."""
+    from goal_plugin.data import check_data, format_check
+
+    try:
+        results = check_data(config.dataset, config.data_root, config.dataset_options)
+    except ValueError as error:
+        raise ConfigError(
+            f"dataset_options / data_root of dataset {config.dataset!r}: {error}"
+        ) from None
+    bad = [r for r in results if not r.ok]
+    summary = (
+        f"data check: {len(bad)} of {len(results)} split(s) have missing or malformed files"
+        if bad
+        else f"data check: every file of {len(results)} split(s) opened and had the expected shape"
+    )
+    return f"{format_check(results)}\n{summary}", not bad
