@@ -4,6 +4,7 @@
     python runners/sweep.py ablation --name abl1 --storage results
     python runners/sweep.py temperature --name t1 --resume     # after a crash
     python runners/sweep.py my_space.yaml --address auto --gpus-per-trial 0.25
+    python runners/sweep.py ablation --name abl --storage s3://my-bucket/sweeps   # see docs/sweep_storage.md
     python runners/sweep.py paper_av --data-root crema_d=/data/CREMA-D --data-root ave=/data/AVE \
         --data-root kinetics_sounds=/data/KS --check-data   # open every file first; no training
 
@@ -27,7 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("space", nargs="?", default="default", help="search-space file or name (default: default)")
     parser.add_argument("--name", help="experiment name (default: <space name>-<date>-<time>, always fresh)")
-    parser.add_argument("--storage", default="results", help="local folder or URI for results (default: ./results)")
+    parser.add_argument("--storage", default="results",
+                        help="local folder, or a URI the whole cluster reaches: s3://bucket/prefix (endpoint of an "
+                        "S3-compatible server from AWS_ENDPOINT_URL), gs://..., any URI pyarrow opens; checked "
+                        "before anything runs (default: ./results)")
     parser.add_argument("--resume", action="store_true", help="continue the experiment --name (must exist)")
     parser.add_argument("--address", help="Ray cluster to join ('auto' or host:port); default: start a local one")
     parser.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: the space's resources.cpu)")

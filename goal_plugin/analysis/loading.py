@@ -32,8 +32,15 @@ also a config key (``lr``, ``unimodal_loss_weight``: the value in effect in the
 last epoch) keeps the config value in ``trials`` and the reported one in
 ``epochs`` and, from the final report, as ``final_<key>`` in ``trials``.
 ``finished_at`` is the time of the final report (a CSV row: the file's
-modification time), for ``duplicates="newest"``. ``Results.epochs`` has one row per (trial, epoch) from the per-epoch
+modification time), for ``duplicates="newest"``; ``trial_folder`` the path of a
+Ray trial's folder (where its checkpoints are; empty for a CSV row). ``Results.epochs`` has one row per (trial, epoch) from the per-epoch
 reports; a retried trial may report an epoch twice, and the later report wins.
+
+An INPUT may also be a URI that ``pyarrow.fs`` opens (``s3://bucket/prefix/experiment``,
+``gs://...``; endpoint and credentials as for the sweep's ``--storage``, see
+``goal_plugin.uris``): the same files are read from the store (one listing, the
+small JSON files fetched in parallel), and trials and error files are named by
+their URIs. This needs pyarrow (installed with Ray).
 
 A tidy CSV has one row per trial; ``strategy`` and ``seed`` are required, an
 optional ``status`` column sends rows other than finished to ``excluded``.
@@ -58,11 +65,16 @@ dataset that record different protocols are an error.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
+import posixpath
+import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
@@ -75,7 +87,9 @@ TABLE_KEYS = ("dataset", "backbone")
 BOOKKEEPING = ("experiment", "trial")
 # What the reader records about a trial besides its config and metrics; the task (from the
 # final report, or a tidy CSV's column) is what the trial's numbers are, never a setting.
-TRIAL_RECORD = ("finished_at", "search_params", "search_metric", "search_mode", PROTOCOL_COLUMN, TASK_COLUMN)
+TRIAL_RECORD = (
+    "finished_at", "search_params", "search_metric", "search_mode", PROTOCOL_COLUMN, TASK_COLUMN, "trial_folder"
+)
 # Written by the sweep runner (goal_plugin.tune.runner.SPACE_RECORD, the same name; not imported
 # here: the analysis needs no Ray).
 SPACE_RECORD = "space.json"
@@ -162,7 +176,7 @@ def load_results(
     """
     from goal_plugin.analysis import replicates
 
-    paths = [Path(p) for p in inputs]
+    paths = [_input_path(p) for p in inputs]
     if not paths:
         raise AnalysisError("no input given: pass Ray Tune experiment folders or tidy CSV files")
     if scale not in SCALES:
@@ -258,6 +272,9 @@ def check_fractions(trials: pd.DataFrame, columns: Iterable[str] | None = None) 
 
 
 def _trial_folders(root: Path) -> Iterator[Path]:
+    if isinstance(root, _StoredPath):
+        yield from root.tree.trial_folders(root)
+        return
     for folder, subfolders, files in os.walk(root):
         if "params.json" in files:
             subfolders.clear()  # checkpoints inside a trial are not trials
@@ -279,7 +296,7 @@ def _from_experiment(folders: list[Path], notes: list[str]):
             metrics = {k: v for k, v in r.final.items() if k not in r.config}
             in_effect = {f"final_{k}": v for k, v in r.final.items() if k in r.config}
             search = _search_columns(searches[folder.parent], r.config)
-            record = {"finished_at": r.finished_at, **search}
+            record = {"finished_at": r.finished_at, "trial_folder": str(folder), **search}
             trial_rows.append({**ids, **r.config, **metrics, **in_effect, **record})
             epoch_rows += [{**ids, **r.config, **row} for row in r.epochs]
         else:
@@ -386,7 +403,7 @@ def _scalar(value: Any) -> Any:
 
 def _from_csv(path: Path, notes: list[str], named_metrics: set[str], scale: str):
     try:
-        table = pd.read_csv(path)
+        table = pd.read_csv(path if isinstance(path, Path) else io.StringIO(path.read_text()))
     except pd.errors.EmptyDataError:
         raise AnalysisError(f"{path} is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
@@ -508,3 +525,135 @@ def _fill_table_keys(table: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
             )
             table[key] = table[key].astype(object).where(table[key].notna(), UNSPECIFIED)
     return table
+
+
+def _input_path(value: str | os.PathLike) -> Path:
+    """A local input as a ``Path``; a URI as a ``_StoredPath`` that reads like one."""
+    from goal_plugin import uris
+
+    if isinstance(value, str) and uris.is_uri(value):
+        return _StoredTree(value).top
+    return Path(value)
+
+
+TRIAL_FILES = ("params.json", "result.json", SPACE_RECORD)  # what the reader opens
+PARALLEL_READS = 16  # object stores answer each request slowly but many at once
+
+
+class _StoredTree:
+    """The files under a URI: listed once, the JSON files the reader opens fetched in parallel."""
+
+    def __init__(self, uri: str):
+        try:
+            import pyarrow.fs as pafs
+        except ImportError:
+            raise AnalysisError(f"{uri}: reading a URI needs pyarrow (pip install pyarrow)") from None
+
+        from goal_plugin import uris
+
+        try:
+            self.filesystem, self.root = uris.open_uri(uri)
+            found = self.filesystem.get_file_info(self.root)
+            infos = [found]
+            if found.type == pafs.FileType.Directory:
+                infos += self.filesystem.get_file_info(pafs.FileSelector(self.root, recursive=True))
+        except (ValueError, OSError) as error:
+            why = uris.reason(error) if isinstance(error, OSError) else error
+            raise AnalysisError(f"{uri}: {why}") from None
+        self.uri = uris.split_query(uri)[0]
+        self.root = self.root.rstrip("/")
+        self.infos = {info.path.rstrip("/"): info for info in infos if info.type != pafs.FileType.NotFound}
+        wanted = [
+            path
+            for path, info in self.infos.items()
+            if info.type == pafs.FileType.File and posixpath.basename(path) in TRIAL_FILES
+        ]
+        with ThreadPoolExecutor(PARALLEL_READS) as pool:
+            self.texts = dict(zip(wanted, pool.map(self._fetch, wanted)))
+        self.top = _StoredPath(self, self.root)
+
+    def _fetch(self, path: str) -> str | OSError:
+        try:
+            with self.filesystem.open_input_stream(path) as stream:
+                return stream.read().decode()
+        except OSError as error:  # raised when the file is read, naming it
+            return error
+
+    def text(self, path: str) -> str:
+        text = self.texts[path] if path in self.texts else self._fetch(path)
+        if isinstance(text, OSError):
+            raise text
+        return text
+
+    def location(self, path: str) -> str:
+        return self.uri + path[len(self.root):]
+
+    def trial_folders(self, top: _StoredPath) -> Iterator[_StoredPath]:
+        """As the local walk: folders with ``params.json`` under ``top``, not inside
+        another trial nor inside a hidden folder, in path order."""
+        prefix = top.path + "/"
+        folders = sorted(
+            PurePosixPath(posixpath.dirname(path)).parts
+            for path, info in self.infos.items()
+            if posixpath.basename(path) == "params.json" and path.startswith(prefix)
+            and info.type.name == "File"
+        )
+        top_parts, trials = PurePosixPath(top.path).parts, []
+        for parts in folders:
+            below = parts[len(top_parts):]
+            if any(part.startswith(".") for part in below):
+                continue
+            if any(parts[: len(trial)] == trial for trial in trials):
+                continue  # checkpoints inside a trial are not trials
+            trials.append(parts)
+            yield _StoredPath(self, "/".join(parts))
+
+
+class _StoredPath:
+    """A file or folder of a ``_StoredTree`` with the part of ``pathlib.Path`` the reader uses."""
+
+    def __init__(self, tree: _StoredTree, path: str):
+        self.tree, self.path = tree, path.rstrip("/")
+
+    def __truediv__(self, name: str) -> _StoredPath:
+        return _StoredPath(self.tree, f"{self.path}/{name}")
+
+    def __str__(self) -> str:
+        return self.tree.location(self.path)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _StoredPath) and str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path)
+
+    @property
+    def stem(self) -> str:
+        return PurePosixPath(self.path).stem
+
+    @property
+    def parent(self) -> _StoredPath:
+        return _StoredPath(self.tree, posixpath.dirname(self.path))
+
+    def resolve(self) -> _StoredPath:
+        return self
+
+    def exists(self) -> bool:
+        return self.path in self.tree.infos
+
+    def is_dir(self) -> bool:
+        return self.exists() and self.tree.infos[self.path].type.name == "Directory"
+
+    def is_file(self) -> bool:
+        return self.exists() and self.tree.infos[self.path].type.name == "File"
+
+    def read_text(self) -> str:
+        return self.tree.text(self.path)
+
+    def stat(self) -> SimpleNamespace:
+        mtime = self.tree.infos[self.path].mtime
+        return SimpleNamespace(st_mtime=mtime.timestamp() if mtime else time.time())

@@ -8,6 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from goal_plugin import uris
 from goal_plugin._validation import unknown_name_message
 from goal_plugin.tune.runner import DEFAULT_MAX_FAILURES, SweepOutcome, run_sweep
 from goal_plugin.tune.space import SweepSpecError, load_space
@@ -144,9 +145,13 @@ def check_reference(spec, reference: str | None) -> str:
 
 
 def resume_command(args: argparse.Namespace, outcome: SweepOutcome) -> str:
-    experiment = Path(outcome.experiment_path) if "://" not in outcome.experiment_path else None
-    name = experiment.name if experiment else outcome.experiment_path.rstrip("/").rsplit("/", 1)[-1]
-    storage = str(experiment.parent) if experiment else outcome.experiment_path.rstrip("/").rsplit("/", 1)[0]
+    if uris.is_uri(outcome.experiment_path):
+        base, query = uris.split_query(outcome.experiment_path)
+        storage, name = base.rsplit("/", 1)
+        storage += query
+    else:
+        experiment = Path(outcome.experiment_path)
+        name, storage = experiment.name, str(experiment.parent)
     words = ["python", "runners/sweep.py", str(args.space), "--name", name, "--storage", storage, "--resume"]
     for option in ("address", "cpus_per_trial", "gpus_per_trial", "max_concurrent"):
         value = getattr(args, option)
@@ -165,12 +170,7 @@ def resume_command(args: argparse.Namespace, outcome: SweepOutcome) -> str:
 
 def final_table(experiment_path: str, reference: str) -> str:
     """The analysis layer's table (the metrics of the trials' tasks), also written to
-    <experiment>/analysis/."""
-    if "://" in experiment_path:
-        return (
-            f"results are in {experiment_path}; copy the experiment folder locally and run "
-            "analysis/tables.py on it for the table"
-        )
+    <experiment>/analysis/ (a folder, or the same place in the URI's store)."""
     from goal_plugin.analysis import AnalysisError, load_results, summarise
 
     try:
@@ -180,9 +180,26 @@ def final_table(experiment_path: str, reference: str) -> str:
         summary = summarise(results, reference=reference)
     except AnalysisError as error:
         return f"no table: {error}"
-    out_dir = Path(experiment_path) / "analysis"
-    summary.write(out_dir)
+    if uris.is_uri(experiment_path):
+        out_dir = uris.join(experiment_path, "analysis")
+        _write_to_uri(summary, out_dir)
+        out_dir = uris.split_query(out_dir)[0]
+    else:
+        out_dir = Path(experiment_path) / "analysis"
+        summary.write(out_dir)
     return f"{summary.to_terminal()}\n(tables written to {out_dir})"
+
+
+def _write_to_uri(summary, uri: str) -> None:
+    """``summary.write`` into a local folder, then copied to ``uri``."""
+    import tempfile
+
+    import pyarrow.fs as pafs
+
+    filesystem, path = pafs.FileSystem.from_uri(uri)
+    with tempfile.TemporaryDirectory() as folder:
+        summary.write(folder)
+        pafs.copy_files(folder, path, destination_filesystem=filesystem, use_threads=False)
 
 
 def reference_method(results, strategy: str) -> str:

@@ -18,8 +18,14 @@
 * Ray's resource scheduling decides how many trials run at once, so nodes that
   join the cluster later get trials; ``--max-concurrent`` caps it.
 * ``--address auto`` joins a running Ray cluster (``ray start --head``);
-  fractional ``--gpus-per-trial`` packs several trials on one GPU; storage may
-  be a local folder or a URI the whole cluster can reach.
+  fractional ``--gpus-per-trial`` packs several trials on one GPU.
+* ``--storage`` is a local folder or a URI that pyarrow opens (``s3://bucket/prefix``
+  and S3-compatible servers, ``gs://...``; see ``goal_plugin.uris`` for the
+  endpoint and credentials), which the whole cluster reaches. It is checked
+  before Ray starts: an unreachable endpoint, refused credentials or a missing
+  bucket is an error naming ``--storage``. Ray, the trials, the resume and the
+  result-log repair all go through one ``pyarrow.fs`` filesystem for it (see
+  ``storage.py``).
 """
 
 from __future__ import annotations
@@ -29,16 +35,15 @@ import hashlib
 import json
 import logging
 import os
-import shutil
+import posixpath
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from goal_plugin.tune.result_log import complete_result_logs
 from goal_plugin.tune.space import SweepSpec
-from goal_plugin.tune.storage import atomic_local_filesystem
+from goal_plugin.tune.storage import Storage, move_folder, open_storage
 
 ENVIRONMENT = {
     "RAY_AUTH_MODE": "disabled",  # no token written into the home folder for local runs
@@ -81,15 +86,6 @@ def check_options(
         raise ValueError(f"--max-failures must be >= 0, got {max_failures}")
 
 
-def _storage(storage: str) -> str:
-    if "://" in storage:
-        return storage
-    path = Path(storage).expanduser().resolve()
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"--storage {storage}: is a file, not a folder")
-    return str(path)
-
-
 def space_record(spec: SweepSpec) -> dict[str, Any]:
     """What identifies a sweep's trials, with the file it came from."""
     search = None
@@ -105,33 +101,23 @@ def space_record(spec: SweepSpec) -> dict[str, Any]:
     return {"source": spec.source, "name": spec.name, "fingerprint": fingerprint, "search": search}
 
 
-def _experiment_exists(experiment_path: str) -> bool:
-    """Whether ``experiment_path`` (a folder or a URI) holds anything yet."""
-    if "://" not in experiment_path:
-        path = Path(experiment_path)
-        return path.is_dir() and any(path.iterdir())
+def _experiment_exists(filesystem, path: str) -> bool:
+    """Whether the experiment folder ``path`` on ``filesystem`` holds anything yet."""
     import pyarrow.fs as pafs
 
-    filesystem, path = pafs.FileSystem.from_uri(experiment_path)
     if filesystem.get_file_info(path).type != pafs.FileType.Directory:
         return False
     return bool(filesystem.get_file_info(pafs.FileSelector(path)))
 
 
-def _read_text(path: str) -> str:
-    if "://" not in path:
-        return Path(path).read_text()
-    import pyarrow.fs as pafs
-
-    filesystem, inner = pafs.FileSystem.from_uri(path)
-    with filesystem.open_input_stream(inner) as stream:
+def _read_text(filesystem, path: str) -> str:
+    with filesystem.open_input_stream(path) as stream:
         return stream.read().decode()
 
 
-def _check_same_space(experiment: str, record: dict[str, Any]) -> None:
-    path = f"{experiment.rstrip('/')}/{SPACE_RECORD}"
+def _check_same_space(experiment: str, filesystem, path: str, record: dict[str, Any]) -> None:
     try:
-        stored = json.loads(_read_text(path))
+        stored = json.loads(_read_text(filesystem, f"{path}/{SPACE_RECORD}"))
         same = stored["fingerprint"] == record["fingerprint"]
     except (OSError, ValueError, KeyError, TypeError):
         raise ValueError(
@@ -145,14 +131,15 @@ def _check_same_space(experiment: str, record: dict[str, Any]) -> None:
         )
 
 
-def _write_space_record(experiment_path: str, record: dict[str, Any], filesystem) -> None:
-    import pyarrow.fs as pafs
+def _write_space_record(experiment: str, filesystem, path: str, record: dict[str, Any]) -> None:
+    from goal_plugin.uris import reason
 
-    if filesystem is None:
-        filesystem, experiment_path = pafs.FileSystem.from_uri(experiment_path)
-    filesystem.create_dir(experiment_path, recursive=True)
-    with filesystem.open_output_stream(f"{experiment_path}/{SPACE_RECORD}") as stream:
-        stream.write(json.dumps(record, indent=1, sort_keys=True, default=str).encode())
+    try:
+        filesystem.create_dir(path, recursive=True)
+        with filesystem.open_output_stream(f"{path}/{SPACE_RECORD}") as stream:
+            stream.write(json.dumps(record, indent=1, sort_keys=True, default=str).encode())
+    except OSError as error:  # e.g. credentials that may read but not write
+        raise ValueError(f"--storage: cannot write {experiment}/{SPACE_RECORD}: {reason(error)}") from None
 
 
 @contextlib.contextmanager
@@ -191,17 +178,16 @@ def run_sweep(
     if gpus > 0 and "device" not in spec.base:
         spec = spec.with_overrides(device="cuda")
     name = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    storage_path = _storage(storage)
-    experiment_path = f"{storage_path.rstrip('/')}/{name}"
-    local = "://" not in experiment_path
-    existed = _experiment_exists(experiment_path)
+    where = open_storage(storage)
+    filesystem = where.filesystem
+    experiment_path, experiment_fs_path = where.experiment(name)
+    existed = _experiment_exists(filesystem, experiment_fs_path)
     if existed:
-        _check_same_space(experiment_path, record)
+        _check_same_space(experiment_path, filesystem, experiment_fs_path, record)
     elif resume:
         raise ValueError(f"nothing to resume: no experiment at {experiment_path}")
-    filesystem = atomic_local_filesystem() if local else None
     if not existed:  # recorded before Ray starts: a driver killed at any moment leaves a folder to resume
-        _write_space_record(experiment_path, record, filesystem)
+        _write_space_record(experiment_path, filesystem, experiment_fs_path, record)
 
     set_ray_environment()
     import ray
@@ -220,10 +206,10 @@ def run_sweep(
     progress = ProgressCallback(spec.total_trials, metric, mode, echo)
     trainable = tune.with_resources(_trainable(), {"cpu": cpus, "gpu": gpus})
     started, started_at = time.monotonic(), time.time()
-    if tune.Tuner.can_restore(experiment_path, storage_filesystem=filesystem):
+    if tune.Tuner.can_restore(experiment_fs_path, storage_filesystem=filesystem):
         echo(f"resuming experiment {experiment_path}: finished trials are kept, the rest continue")
         tuner = tune.Tuner.restore(
-            experiment_path,
+            experiment_fs_path,
             trainable,
             resume_unfinished=True,
             resume_errored=True,
@@ -242,7 +228,7 @@ def run_sweep(
             tune_config=_tune_config(spec, max_concurrent, trial_name, trial_dirname, joined=address is not None),
             run_config=tune.RunConfig(
                 name=name,
-                storage_path=storage_path,
+                storage_path=where.path,
                 storage_filesystem=filesystem,
                 failure_config=tune.FailureConfig(max_failures=max_failures),
                 # Not just the newest: the experiment state a killed driver left in storage
@@ -260,9 +246,8 @@ def run_sweep(
         grid = tuner.fit()
     wall = time.monotonic() - started
     complete_result_logs(grid, echo)
-    if local:
-        _drop_forgotten_trials(grid, Path(experiment_path), echo)
-    return _outcome(grid, spec, experiment_path, wall, started_at)
+    _drop_forgotten_trials(grid, filesystem, experiment_fs_path, echo)
+    return _outcome(grid, spec, where, experiment_path, wall, started_at)
 
 
 def _tune_config(spec: SweepSpec, max_concurrent: int | None, trial_name, trial_dirname, *, joined: bool):
@@ -287,7 +272,7 @@ def _tune_config(spec: SweepSpec, max_concurrent: int | None, trial_name, trial_
 SUPERSEDED = ".superseded"
 
 
-def _drop_forgotten_trials(grid, experiment: Path, echo: Callable[[str], None]) -> None:
+def _drop_forgotten_trials(grid, filesystem, experiment: str, echo: Callable[[str], None]) -> None:
     """Set aside trial folders that a killed driver created after its last saved state.
 
     Ray does not know them after a resume, and their grid cell ran again under a
@@ -295,18 +280,21 @@ def _drop_forgotten_trials(grid, experiment: Path, echo: Callable[[str], None]) 
     one that did is moved to ``<experiment>/.superseded/`` (hidden folders are not
     read by the analysis), so that nothing is counted twice or lost silently.
     """
-    known = {Path(result.path).name for result in grid}
-    for folder in sorted(experiment.iterdir()):
-        if folder.name in known or not (folder / "params.json").is_file():
+    import pyarrow.fs as pafs
+
+    known = {posixpath.basename(result.path.rstrip("/")) for result in grid}
+    folders = filesystem.get_file_info(pafs.FileSelector(experiment))
+    for folder in sorted((f for f in folders if f.type == pafs.FileType.Directory), key=lambda f: f.base_name):
+        name = folder.base_name
+        if name in known or filesystem.get_file_info(f"{folder.path}/params.json").type != pafs.FileType.File:
             continue
-        results = folder / "result.json"
-        if results.is_file() and results.stat().st_size > 0:
-            (experiment / SUPERSEDED).mkdir(exist_ok=True)
-            shutil.move(str(folder), str(experiment / SUPERSEDED / folder.name))
-            echo(f"moved {folder.name} to {SUPERSEDED}/: its cell ran again after the resume")
+        results = filesystem.get_file_info(f"{folder.path}/result.json")
+        if results.type == pafs.FileType.File and results.size:
+            move_folder(filesystem, folder.path, f"{experiment}/{SUPERSEDED}/{name}")
+            echo(f"moved {name} to {SUPERSEDED}/: its cell ran again after the resume")
         else:
-            shutil.rmtree(folder)
-            echo(f"removed {folder.name}: created just before the driver stopped, it never ran")
+            filesystem.delete_dir(folder.path)
+            echo(f"removed {name}: created just before the driver stopped, it never ran")
 
 
 def _trainable():
@@ -315,14 +303,15 @@ def _trainable():
     return train_trial
 
 
-def _outcome(grid, spec: SweepSpec, experiment_path: str, wall: float, started_at: float) -> SweepOutcome:
+def _outcome(grid, spec: SweepSpec, where: Storage, experiment_path: str, wall: float, started_at: float) -> SweepOutcome:
     from goal_plugin.tune.searcher import cell_of
 
     finished_per_cell = [0] * len(spec.cells)
     finished, failed, trial_time = 0, [], 0.0
     for result in grid:
         if result.error is not None:
-            failed.append((Path(result.path).name, str(Path(result.path) / "error.txt")))
+            trial = result.path.rstrip("/")
+            failed.append((posixpath.basename(trial), where.location_of(f"{trial}/error.txt")))
             continue
         metrics = result.metrics or {}
         if metrics.get("final"):
