@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from goal_plugin.engine import fit
+from goal_plugin.engine.trainer import NONDETERMINISTIC_METRICS
 from tests._analysis_fixtures import write_trial
 from tests._sequence_fixtures import write_mmsa, write_mult
 
@@ -71,3 +72,35 @@ def three_view_sweep(root: Path) -> Path:
         "lr": 0.05,
     }
     return sweep(root / "three_views", base, {"none": {}, "goal": {}})
+
+
+# --------------------------------------------------------------- kill and resume
+TIMINGS = frozenset(NONDETERMINISTIC_METRICS) | {"trial_time_s"}
+
+
+def deterministic(results: dict) -> tuple[list[dict], dict]:
+    """A run's history and final metrics without the timings (which differ run to run)."""
+    strip = lambda metrics: {k: v for k, v in metrics.items() if k not in TIMINGS}
+    return [strip(m) for m in results["history"]], strip(results.get("final", {}))
+
+
+class Killed(Exception):
+    """Raised from ``on_epoch_end``: the run stops right after that epoch's checkpoint,
+    as a kill would."""
+
+
+def kill_after(epoch: int = 0):
+    def callback(metrics: dict, checkpoint_dir) -> None:
+        if metrics["epoch"] == epoch:
+            raise Killed
+
+    return callback
+
+
+def killed_and_resumed(config: dict, folder: Path, epoch: int = 0) -> dict:
+    """``config`` trained into ``folder``, killed after ``epoch`` and resumed to the end."""
+    try:
+        fit(config, output_dir=folder, on_epoch_end=kill_after(epoch))
+    except Killed:
+        return fit(config, output_dir=folder, resume_from=folder)
+    raise AssertionError(f"the run ended before epoch {epoch} was killed")

@@ -12,8 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "docs" / "examples"
 LOOKUP = (
@@ -107,6 +105,7 @@ def test_a_training_method_registered_in_user_code_trains_and_resumes_with_its_s
     import goal_plugin as gp
     from goal_plugin.engine import fit
     from goal_plugin.registry import STRATEGIES
+    from tests._fit_runs import killed_and_resumed
 
     spec = importlib.util.spec_from_file_location("custom_training_method", EXAMPLES / "custom_training_method.py")
     example = importlib.util.module_from_spec(spec)
@@ -116,16 +115,8 @@ def test_a_training_method_registered_in_user_code_trains_and_resumes_with_its_s
         spec.loader.exec_module(example)  # registers annealed_uniloss in this process
         config = {"strategy": "annealed_uniloss", "decay": 0.5, "epochs": 2, "batch_size": 256, "diagnostics": False}
 
-        class Killed(Exception):
-            pass
-
-        def kill(metrics, checkpoint_dir):
-            raise Killed
-
         uninterrupted = fit(config)
-        with pytest.raises(Killed):  # right after epoch 1's checkpoint, as a kill would
-            fit(config, output_dir=tmp_path / "run", on_epoch_end=kill)
-        resumed = fit(config, output_dir=tmp_path / "run", resume_from=tmp_path / "run")
+        resumed = killed_and_resumed(config, tmp_path / "run")
         losses = lambda results: [m["train_loss"] for m in results["history"]]
         assert losses(resumed) == losses(uninterrupted)  # the step count came back with the checkpoint
         plain = fit({k: v for k, v in config.items() if k != "decay"} | {"strategy": "none_uniloss"})

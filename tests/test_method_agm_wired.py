@@ -23,9 +23,9 @@ from goal_plugin.engine import ConfigError, fit
 from goal_plugin.engine.config import resolve_config
 from goal_plugin.engine.trainer import _loader, prepare, train_epoch
 from tests import _method_references as ref
+from tests._fit_runs import deterministic, killed_and_resumed
 
 VIEWS = {2: ["fou", "kar"], 3: ["fou", "kar", "pix"]}
-NONDETERMINISTIC = {"epoch_time_s", "time_per_sample_ms", "peak_memory_mb", "train_time_s", "diagnostics_time_s", "trial_time_s"}
 
 
 def small(**overrides):
@@ -162,25 +162,12 @@ def test_agm_steps_give_the_official_gradients_and_running_scores(modalities):
     assert all(scaled)  # the coefficients changed every step's gradients
 
 
-def deterministic(results):
-    strip = lambda metrics: {k: v for k, v in metrics.items() if k not in NONDETERMINISTIC}
-    return [strip(m) for m in results["history"]], strip(results["final"])
-
 
 @pytest.mark.parametrize("modalities", [2, 3])
 def test_an_agm_run_resumes_bit_exactly_and_differs_from_plain_training(tmp_path, modalities):
     config = small(dataset_options={"views": VIEWS[modalities]})
     uninterrupted = fit(config)
-
-    class Killed(Exception):
-        pass
-
-    def kill_after_first_epoch(metrics, checkpoint_dir):
-        raise Killed
-
-    with pytest.raises(Killed):  # stops right after epoch 1's checkpoint, as a kill would
-        fit(config, output_dir=tmp_path / "run", on_epoch_end=kill_after_first_epoch)
-    resumed = fit(config, output_dir=tmp_path / "run", resume_from=tmp_path / "run")
+    resumed = killed_and_resumed(config, tmp_path / "run")
     assert deterministic(resumed) == deterministic(uninterrupted)
     plain = fit(small(strategy="none", epochs=1, dataset_options={"views": VIEWS[modalities]}))  # same harness
     assert uninterrupted["history"][0]["train_loss"] != plain["history"][0]["train_loss"]  # the hook acted

@@ -26,13 +26,10 @@ from goal_plugin.engine import checkpoint as ckpt
 from goal_plugin.engine.config import resolve_config
 from goal_plugin.engine.trainer import prepare
 from tests import _method_references as ref
+from tests._fit_runs import Killed, deterministic, kill_after
 
-NONDETERMINISTIC = {"epoch_time_s", "time_per_sample_ms", "peak_memory_mb", "train_time_s", "diagnostics_time_s"}
 MODALITIES = {2: ["audio", "visual"], 3: ["audio", "visual", "text"]}
 
-
-def deterministic(history):
-    return [{k: v for k, v in metrics.items() if k not in NONDETERMINISTIC} for metrics in history]
 
 
 def mfeat(views, strategy="dnr", **overrides):
@@ -41,18 +38,6 @@ def mfeat(views, strategy="dnr", **overrides):
         "strategy": strategy, **dnr, "epochs": 3, "batch_size": 256, "diagnostics": False,
         "dataset_options": {"views": views}, "backbone_options": {"hidden_dim": 16, "out_dim": 8}, **overrides,
     }  # fmt: skip
-
-
-class Killed(Exception):
-    pass
-
-
-def kill_after(epoch):
-    def callback(metrics, checkpoint_dir):
-        if metrics["epoch"] == epoch:  # right after that epoch's checkpoint, as a kill would
-            raise Killed
-
-    return callback
 
 
 @pytest.mark.parametrize("views", [["fou", "kar"], ["fou", "kar", "pix"]])
@@ -66,11 +51,11 @@ def test_dnr_trains_as_none_until_it_relearns_and_resumes_bit_exactly(tmp_path, 
     state = ckpt.load_checkpoint(tmp_path / "run" / "checkpoint")["strategy"]["training_method"]
     assert state["reinits_done"] == 1 and len(state["initial"]) == len(views)
     resumed = fit(config, output_dir=tmp_path / "run", resume_from=tmp_path / "run")  # must not re-init again
-    assert deterministic(resumed["history"]) == deterministic(uninterrupted["history"])
+    assert deterministic(resumed) == deterministic(uninterrupted)
     assert resumed["final"]["test_acc"] == uninterrupted["final"]["test_acc"]
 
-    plain = deterministic(fit(mfeat(views, "none"))["history"])
-    dnr = deterministic(uninterrupted["history"])
+    plain = deterministic(fit(mfeat(views, "none")))[0]
+    dnr = deterministic(uninterrupted)[0]
     # The plain step with the fused loss alone; epoch 1's metrics are evaluated before its
     # re-initialisation, as in the official loop; then the re-learnt encoders train on.
     assert dnr[:2] == plain[:2]

@@ -20,21 +20,14 @@ import goal_plugin as gp
 from goal_plugin.engine import ConfigError, fit
 from goal_plugin.engine.checkpoint import load_checkpoint
 from goal_plugin.engine.config import resolve_config
-from goal_plugin.engine.trainer import _epoch_start, _loader, prepare
+from goal_plugin.engine.trainer import _loader, prepare, start_epoch
 from goal_plugin.methods.grad_blending import GradientBlending
 from goal_plugin.methods.hook import StepLosses
 from goal_plugin.models import MultimodalNetwork, create_backbone
+from tests._fit_runs import Killed, deterministic, kill_after
 from tests._method_references import gb_super_epoch_weights
 
 VIEWS = {2: ["fou", "kar"], 3: ["fou", "kar", "pix"]}
-NONDETERMINISTIC = {
-    "epoch_time_s",
-    "time_per_sample_ms",
-    "peak_memory_mb",
-    "train_time_s",
-    "diagnostics_time_s",
-    "trial_time_s",
-}
 
 
 def small(**overrides):
@@ -103,12 +96,12 @@ def test_the_weights_before_epoch_0_are_the_formula_over_probes_trained_by_hand(
         {h: probes[h][-1][1] for h in heads},
     )
     before = copy.deepcopy(run.model.state_dict())
-    _epoch_start(run, 0)
+    start_epoch(run, 0)
     weights = run.strategy.training_method.blending.weights
     assert weights.tolist() == pytest.approx([expected[h] for h in heads], rel=1e-6)
     # The probes train copies: the model is untouched.
     assert all(torch.equal(before[k], v) for k, v in run.model.state_dict().items())
-    _epoch_start(run, 1)  # no estimate between super-epochs
+    start_epoch(run, 1)  # no estimate between super-epochs
     assert torch.equal(run.strategy.training_method.blending.weights, weights)
 
 
@@ -164,13 +157,6 @@ def saved_weights(run_dir) -> list[float]:
     return load_checkpoint(run_dir / "checkpoint")["strategy"]["training_method"]["weights"]
 
 
-def deterministic(results):
-    def strip(metrics):
-        return {k: v for k, v in metrics.items() if k not in NONDETERMINISTIC}
-
-    return [strip(m) for m in results["history"]], strip(results["final"])
-
-
 @pytest.mark.parametrize("modalities", [2, 3])
 def test_a_run_resumes_bit_exactly_and_the_blend_acted(tmp_path, modalities):
     # Estimates before epochs 0 and 2; the run is killed after epoch 0, so epoch 1
@@ -178,14 +164,8 @@ def test_a_run_resumes_bit_exactly_and_the_blend_acted(tmp_path, modalities):
     config = blended(epochs=3, dataset_options={"views": VIEWS[modalities]})
     uninterrupted = fit(config)
 
-    class Killed(Exception):
-        pass
-
-    def kill_after_first_epoch(metrics, checkpoint_dir):
-        raise Killed
-
     with pytest.raises(Killed):
-        fit(config, output_dir=tmp_path / "run", on_epoch_end=kill_after_first_epoch)
+        fit(config, output_dir=tmp_path / "run", on_epoch_end=kill_after(0))
     saved = saved_weights(tmp_path / "run")
     assert len(saved) == modalities + 1 and sum(saved) == pytest.approx(1.0)
     resumed = fit(config, output_dir=tmp_path / "run", resume_from=tmp_path / "run")
@@ -200,7 +180,7 @@ def test_a_super_epoch_longer_than_the_run_estimates_once_offline(tmp_path):
     config = small(super_epoch=3, epochs=2)  # BalanceBenchmark's offline mode: super_epoch = epochs
     fit(config, output_dir=tmp_path / "run")
     run = prepare(resolve_config(config))
-    _epoch_start(run, 0)  # 3-epoch probes before epoch 0 and none after
+    start_epoch(run, 0)  # 3-epoch probes before epoch 0 and none after
     assert saved_weights(tmp_path / "run") == run.strategy.training_method.blending.weights.tolist()
 
 

@@ -19,15 +19,9 @@ from goal_plugin.engine import ConfigError, fit
 from goal_plugin.engine.config import resolve_config
 from goal_plugin.engine.trainer import _loader, _to_device, collect, prepare, train_epoch
 from tests import _method_references as ref
+from tests._fit_runs import deterministic, killed_and_resumed
 
 VIEWS = {2: ["fou", "kar"], 3: ["fou", "kar", "pix"]}
-NONDETERMINISTIC = {
-    "epoch_time_s",
-    "time_per_sample_ms",
-    "peak_memory_mb",
-    "train_time_s",
-    "diagnostics_time_s",
-}
 REFERENCE_UPDATES = {"owm": ref.mla_owm_before_update, "released": ref.mla_before_update}
 
 
@@ -151,10 +145,6 @@ def test_evaluation_predicts_with_the_official_entropy_gating(modalities):
     assert torch.equal(collect(run, "test")["pred"], torch.cat(expected))
 
 
-def deterministic(results):
-    strip = lambda metrics: {k: v for k, v in metrics.items() if k not in NONDETERMINISTIC}
-    return [strip(m) for m in results["history"]], strip(results["final"])
-
 
 @pytest.mark.parametrize("modalities", [2, 3])
 def test_a_run_of_mla_resumes_bit_exactly_and_differs_from_plain_shared_training(
@@ -162,16 +152,7 @@ def test_a_run_of_mla_resumes_bit_exactly_and_differs_from_plain_shared_training
 ):
     config = small(dataset_options={"views": VIEWS[modalities]})
     uninterrupted = fit(config)
-
-    class Killed(Exception):
-        pass
-
-    def kill_after_first_epoch(metrics, checkpoint_dir):
-        raise Killed
-
-    with pytest.raises(Killed):  # stops right after epoch 1's checkpoint, as a kill would
-        fit(config, output_dir=tmp_path / "run", on_epoch_end=kill_after_first_epoch)
-    resumed = fit(config, output_dir=tmp_path / "run", resume_from=tmp_path / "run")
+    resumed = killed_and_resumed(config, tmp_path / "run")
     assert deterministic(resumed) == deterministic(uninterrupted)
     plain = fit(
         small(

@@ -19,10 +19,10 @@ from goal_plugin.engine import ConfigError, fit
 from goal_plugin.engine.trainer import PLAIN_STEP
 from goal_plugin.methods.hook import StepLosses
 from goal_plugin.models import MultimodalNetwork, create_backbone
+from tests._fit_runs import deterministic, killed_and_resumed
 from tests._method_references import mmpareto_official_encoder
 
 VIEWS = {2: ["fou", "kar"], 3: ["fou", "kar", "pix"]}
-NONDETERMINISTIC = {"epoch_time_s", "time_per_sample_ms", "peak_memory_mb", "train_time_s", "diagnostics_time_s", "trial_time_s"}
 
 
 def network(modalities: int) -> tuple[MultimodalNetwork, dict[str, torch.Tensor]]:
@@ -91,10 +91,10 @@ def small(**overrides):
 
 def test_pmr_prototypes_are_the_class_means_of_the_first_tenth_of_the_epochs_batches():
     from goal_plugin.engine.config import resolve_config
-    from goal_plugin.engine.trainer import _epoch_start, _loader, _to_device, prepare
+    from goal_plugin.engine.trainer import _loader, _to_device, prepare, start_epoch
 
     run = prepare(resolve_config({"strategy": "pmr", "batch_size": 32, "diagnostics": False}))
-    _epoch_start(run, 0)
+    start_epoch(run, 0)
     batches = list(_loader(run, "train", 0))[: max(1, len(_loader(run, "train", 0)) // 10)]
     run.model.eval()
     with torch.no_grad():
@@ -107,26 +107,13 @@ def test_pmr_prototypes_are_the_class_means_of_the_first_tenth_of_the_epochs_bat
             assert torch.allclose(run.strategy.training_method.pmr.prototypes[index][c], expected, atol=1e-5)
 
 
-def deterministic(results):
-    strip = lambda metrics: {k: v for k, v in metrics.items() if k not in NONDETERMINISTIC}  # noqa: E731
-    return [strip(m) for m in results["history"]], strip(results["final"])
-
 
 @pytest.mark.parametrize("views", [VIEWS[2], VIEWS[3]])
 @pytest.mark.parametrize("strategy", ["mmpareto", "pmr"])
 def test_a_run_of_a_method_resumes_bit_exactly(tmp_path, strategy, views):
     config = small(strategy=strategy, epochs=3, dataset_options={"views": views})  # PMR smooths from epoch 2
     uninterrupted = fit(config)
-
-    class Killed(Exception):
-        pass
-
-    def kill_after_first_epoch(metrics, checkpoint_dir):
-        raise Killed
-
-    with pytest.raises(Killed):  # stops right after epoch 1's checkpoint, as a kill would
-        fit(config, output_dir=tmp_path / "run", on_epoch_end=kill_after_first_epoch)
-    resumed = fit(config, output_dir=tmp_path / "run", resume_from=tmp_path / "run")
+    resumed = killed_and_resumed(config, tmp_path / "run")
     assert deterministic(resumed) == deterministic(uninterrupted)
     plain = fit(small(strategy="none_uniloss", epochs=1, dataset_options={"views": views}))
     assert uninterrupted["history"][0]["train_loss"] != plain["history"][0]["train_loss"]  # the hook acted

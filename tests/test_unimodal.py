@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pytest
 import torch
 
 from goal_plugin.analysis import load_results, summarise
 from goal_plugin.engine import fit
+from tests._fit_runs import deterministic, killed_and_resumed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,20 +40,8 @@ def test_a_killed_unimodal_run_resumes_bit_exactly(tmp_path):
     config = {"strategy": "unimodal", "modality": "pix", "dataset_options": {"views": ["fou", "kar", "pix"]},
               "epochs": 3, "batch_size": 256, "diagnostics": False}  # fmt: skip
     uninterrupted = fit(config)
-
-    class Killed(Exception):
-        pass
-
-    def kill(metrics, checkpoint_dir):
-        raise Killed
-
-    with pytest.raises(Killed):  # right after epoch 1's checkpoint, as a kill would
-        fit(config, output_dir=tmp_path / "run", on_epoch_end=kill)
-    resumed = fit(config, output_dir=tmp_path / "run", resume_from=tmp_path / "run")
-    timing = {"epoch_time_s", "time_per_sample_ms", "peak_memory_mb", "train_time_s", "diagnostics_time_s"}
-    strip = lambda metrics: {k: v for k, v in metrics.items() if k not in timing}
-    assert [strip(m) for m in resumed["history"]] == [strip(m) for m in uninterrupted["history"]]
-    assert strip(resumed["final"]) == strip(uninterrupted["final"])
+    resumed = killed_and_resumed(config, tmp_path / "run")
+    assert deterministic(resumed) == deterministic(uninterrupted)
 
 
 def test_a_modality_the_dataset_lacks_is_a_one_line_error(tmp_path, capsys):
