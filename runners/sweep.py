@@ -22,6 +22,7 @@ import sys
 
 from goal_plugin.tune.cli import main_sweep
 from goal_plugin.tune.runner import DEFAULT_MAX_FAILURES
+from goal_plugin.tune.trainable import CHECKPOINT_EVERY_S
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-concurrent", type=int, help="at most this many trials at once (default: as many as Ray can place on the cluster, nodes that join later included)")
     parser.add_argument("--max-failures", type=int, default=DEFAULT_MAX_FAILURES,
                         help=f"retries of a failing trial (default {DEFAULT_MAX_FAILURES})")
+    parser.add_argument("--checkpoint-every-s", type=float, default=CHECKPOINT_EVERY_S, metavar="SECONDS",
+                        help="a trial checkpoints an epoch when skipping it would leave more than this many seconds "
+                        f"of its work unsaved, and always at its end; 0: every epoch (default {CHECKPOINT_EVERY_S:g})")
     parser.add_argument("--reference", help="strategy the table tests the others against (default: goal, or the "
                         "space's first strategy if it has no goal); checked before the sweep starts")
     parser.add_argument("--data-root", action="append", metavar="DATASET=FOLDER",

@@ -219,7 +219,8 @@ def test_trial_killed_with_sigkill_is_retried_and_matches_an_uninterrupted_run(r
     storage = tmp_path / "results"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     driver = subprocess.Popen(
-        SWEEP + [str(path), "--name", "killed", "--storage", str(storage), "--address", ray_address],
+        SWEEP + [str(path), "--name", "killed", "--storage", str(storage), "--address", ray_address,
+                 "--checkpoint-every-s", "0"],  # a checkpoint every epoch: the retry resumes from one
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )
     killed_pid = None
@@ -472,3 +473,27 @@ def test_progress_says_what_a_quiet_sweep_waits_for():
     assert "1 waiting for free resources on the cluster" in lines[0]
     callback.on_trial_recover(iteration=2, trials=[running, waiting], trial=waiting)
     assert lines[-1] == "  restarting none_mfeat_s2 from scratch: it failed before its first checkpoint"
+
+
+@pytest.mark.parametrize("name", ["paper_av", "trimodal", "temperature_search", "ablation"])
+def test_the_cell_index_finds_what_a_scan_of_the_cells_finds(name):
+    """CellIndex against a literal scan (the first cell in grid order whose fixed keys a
+    config matches), for every cell's config, with searched values added, and a stranger."""
+    import json
+
+    from goal_plugin.tune.searcher import CellIndex
+
+    def scan(cells, config):
+        canonical = lambda mapping: json.dumps(mapping, sort_keys=True, default=str)  # noqa: E731
+        for index, cell in enumerate(cells):
+            fixed = {k: v for k, v in cell.config.items() if k not in cell.search_params}
+            if canonical({k: config.get(k) for k in fixed}) == canonical(fixed):
+                return index
+        return None
+
+    cells = load_space(name).cells
+    configs = [{**cell.config, **dict.fromkeys(cell.search_params, 0.5)} for cell in cells]
+    configs += [{**cells[0].config, "seed": 99}, {"strategy": "goal"}]
+    index = CellIndex(cells)
+    assert [index.find(c) for c in configs] == [scan(cells, c) for c in configs]
+    assert index.find(configs[-1]) is None and index.find(configs[0]) == 0

@@ -12,6 +12,7 @@ from goal_plugin import uris
 from goal_plugin._validation import unknown_name_message
 from goal_plugin.tune.runner import DEFAULT_MAX_FAILURES, SweepOutcome, run_sweep
 from goal_plugin.tune.space import SweepSpecError, load_space
+from goal_plugin.tune.trainable import CHECKPOINT_EVERY_S
 
 DEFAULT_REFERENCE = "goal"
 
@@ -38,6 +39,7 @@ def main_sweep(args: argparse.Namespace) -> int:
             gpus_per_trial=args.gpus_per_trial,
             max_concurrent=args.max_concurrent,
             max_failures=args.max_failures,
+            checkpoint_every_s=args.checkpoint_every_s,
         )
     except (SweepSpecError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -159,6 +161,8 @@ def resume_command(args: argparse.Namespace, outcome: SweepOutcome) -> str:
             words += [f"--{option.replace('_', '-')}", f"{value:g}" if isinstance(value, float) else str(value)]
     if args.max_failures != DEFAULT_MAX_FAILURES:
         words += ["--max-failures", str(args.max_failures)]
+    if args.checkpoint_every_s != CHECKPOINT_EVERY_S:
+        words += ["--checkpoint-every-s", f"{args.checkpoint_every_s:g}"]
     if args.reference is not None:
         words += ["--reference", args.reference]
     for value in args.data_root or ():

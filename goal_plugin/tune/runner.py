@@ -44,6 +44,7 @@ from typing import Any
 from goal_plugin.tune.result_log import complete_result_logs
 from goal_plugin.tune.space import SweepSpec
 from goal_plugin.tune.storage import Storage, move_folder, open_storage
+from goal_plugin.tune.trainable import CHECKPOINT_EVERY_S, train_trial
 
 ENVIRONMENT = {
     "RAY_AUTH_MODE": "disabled",  # no token written into the home folder for local runs
@@ -73,7 +74,11 @@ class SweepOutcome:
 
 
 def check_options(
-    cpus_per_trial: float | None, gpus_per_trial: float | None, max_concurrent: int | None, max_failures: int
+    cpus_per_trial: float | None,
+    gpus_per_trial: float | None,
+    max_concurrent: int | None,
+    max_failures: int,
+    checkpoint_every_s: float = CHECKPOINT_EVERY_S,
 ) -> None:
     """One-line errors for bad resource options, before anything is created."""
     if cpus_per_trial is not None and not cpus_per_trial > 0:
@@ -84,6 +89,8 @@ def check_options(
         raise ValueError(f"--max-concurrent must be >= 1, got {max_concurrent}")
     if max_failures < 0:
         raise ValueError(f"--max-failures must be >= 0, got {max_failures}")
+    if not checkpoint_every_s >= 0:
+        raise ValueError(f"--checkpoint-every-s must be >= 0 seconds, got {checkpoint_every_s}")
 
 
 def space_record(spec: SweepSpec) -> dict[str, Any]:
@@ -167,9 +174,10 @@ def run_sweep(
     gpus_per_trial: float | None = None,
     max_concurrent: int | None = None,
     max_failures: int = DEFAULT_MAX_FAILURES,
+    checkpoint_every_s: float = CHECKPOINT_EVERY_S,
     echo: Callable[[str], None] = print,
 ) -> SweepOutcome:
-    check_options(cpus_per_trial, gpus_per_trial, max_concurrent, max_failures)
+    check_options(cpus_per_trial, gpus_per_trial, max_concurrent, max_failures, checkpoint_every_s)
     if resume and name is None:
         raise ValueError("--resume needs the --name of the experiment to continue")
     cpus = cpus_per_trial if cpus_per_trial is not None else spec.resources["cpu"]
@@ -204,7 +212,7 @@ def run_sweep(
     from goal_plugin.tune.progress import ProgressCallback, trial_dirname, trial_name
 
     progress = ProgressCallback(spec.total_trials, metric, mode, echo)
-    trainable = tune.with_resources(_trainable(), {"cpu": cpus, "gpu": gpus})
+    trainable = tune.with_resources(_trainable(checkpoint_every_s), {"cpu": cpus, "gpu": gpus})
     started, started_at = time.monotonic(), time.time()
     if tune.Tuner.can_restore(experiment_fs_path, storage_filesystem=filesystem):
         echo(f"resuming experiment {experiment_path}: finished trials are kept, the rest continue")
@@ -297,15 +305,16 @@ def _drop_forgotten_trials(grid, filesystem, experiment: str, echo: Callable[[st
             echo(f"removed {name}: created just before the driver stopped, it never ran")
 
 
-def _trainable():
-    from goal_plugin.tune.trainable import train_trial
+def _trainable(checkpoint_every_s: float = CHECKPOINT_EVERY_S):
+    from ray import tune
 
-    return train_trial
+    return tune.with_parameters(train_trial, checkpoint_every_s=checkpoint_every_s)
 
 
 def _outcome(grid, spec: SweepSpec, where: Storage, experiment_path: str, wall: float, started_at: float) -> SweepOutcome:
-    from goal_plugin.tune.searcher import cell_of
+    from goal_plugin.tune.searcher import CellIndex
 
+    cells = CellIndex(spec.cells)
     finished_per_cell = [0] * len(spec.cells)
     finished, failed, trial_time = 0, [], 0.0
     for result in grid:
@@ -316,7 +325,7 @@ def _outcome(grid, spec: SweepSpec, where: Storage, experiment_path: str, wall: 
         metrics = result.metrics or {}
         if metrics.get("final"):
             finished += 1
-            index = cell_of(spec.cells, result.config or {})
+            index = cells.find(result.config or {})
             if index is not None:
                 finished_per_cell[index] += 1
             # Trained in this run: finished after it started, and not just restored after its

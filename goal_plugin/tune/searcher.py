@@ -115,8 +115,9 @@ class CellSearcher(Searcher):
         """
         self.issued = [0] * len(self.cells)
         self.studies, self.pending = {}, {}
+        cells = CellIndex(self.cells)
         for trial in trials:
-            index = cell_of(self.cells, trial["config"])
+            index = cells.find(trial["config"])
             if index is None:
                 continue
             self.issued[index] += 1
@@ -169,17 +170,27 @@ class CellSearch(SearchGenerator):
         self.searcher.rebuild(ray_trials(dirpath))
 
 
-def cell_of(cells, config: dict[str, Any]) -> int | None:
-    """Index of the grid cell a trial's config belongs to (searched keys aside), or None."""
+class CellIndex:
+    """The grid cell a trial's config belongs to (searched keys aside): the first cell,
+    in grid order, whose fixed keys the config matches. Built once, so that finding
+    the cells of n trials costs n lookups per distinct set of fixed keys, not n times
+    the number of cells."""
 
-    def canonical(mapping):
-        return json.dumps(mapping, sort_keys=True, default=str)
+    def __init__(self, cells) -> None:
+        self._tables: dict[tuple[str, ...], dict[str, int]] = {}
+        for index, cell in enumerate(cells):
+            fixed = {k: v for k, v in cell.config.items() if k not in cell.search_params}
+            self._tables.setdefault(tuple(sorted(fixed)), {}).setdefault(_canonical(fixed), index)
 
-    for index, cell in enumerate(cells):
-        fixed = {k: v for k, v in cell.config.items() if k not in cell.search_params}
-        if canonical({k: config.get(k) for k in fixed}) == canonical(fixed):
-            return index
-    return None
+    def find(self, config: dict[str, Any]) -> int | None:
+        found = [
+            table.get(_canonical({k: config.get(k) for k in keys})) for keys, table in self._tables.items()
+        ]
+        return min((index for index in found if index is not None), default=None)
+
+
+def _canonical(mapping: dict[str, Any]) -> str:
+    return json.dumps(mapping, sort_keys=True, default=str)
 
 
 def ray_trials(experiment_dir: str) -> list[dict[str, Any]]:

@@ -1,10 +1,16 @@
-"""The Ray Tune trainable: one ``engine.fit`` per trial, checkpointed every epoch.
+"""The Ray Tune trainable: one ``engine.fit`` per trial, reported every epoch.
 
-Each epoch is reported with the engine's checkpoint, so a retried trial (its
-worker died, or the driver restarted) resumes from its last epoch and ends with
-the numbers of an uninterrupted run. The last report carries ``final: True``,
-the end-of-training diagnostics and ``trial_time_s`` (the trial's own training
-and diagnostics time, for measuring Ray's overhead). It is checkpointed too,
+Every epoch is reported; the engine's checkpoint goes with the report when the
+checkpoint policy says so (``CheckpointPolicy``: at most ``checkpoint_every_s``
+seconds of the trial's work stay unsaved, so a short trial uploads only its
+final checkpoint instead of one per epoch). A retried trial (its worker died,
+or the driver restarted) resumes from its newest checkpoint, trains the epochs
+after it again and ends with the numbers of an uninterrupted run; the epochs
+it trains again are reported again with the same numbers (the analysis keeps
+one row per epoch). The last report carries ``final: True``,
+the end-of-training diagnostics, ``trial_time_s`` (the trial's own time in this
+attempt: set-up, training, evaluation, diagnostics, everything but the time
+spent in Ray's report calls, for measuring Ray's overhead). It is checkpointed too,
 with ``final.json`` (so a finished trial that Ray restores only repeats that
 report) and ``epochs.json`` (every epoch's report, from which ``result_log.py``
 completes a log that a killed driver left short).
@@ -29,6 +35,8 @@ import posixpath
 import re
 import shutil
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +46,56 @@ from goal_plugin.tune.result_log import EPOCHS_FILE
 
 FINAL_FILE = "final.json"
 WORKDIR_PREFIX = "goal_plugin_trial_"
+CHECKPOINT_EVERY_S = 60.0  # default: a trial that dies loses at most a minute of work
 _RAY_CHECKPOINT = re.compile(r"checkpoint_(\d+)")
 
 
-def train_trial(config: dict[str, Any]) -> None:
+class CheckpointPolicy:
+    """Which epoch ends send the engine's checkpoint to storage.
+
+    An epoch's end is checkpointed when skipping it would let the unsaved work
+    (since the trial started or its newest checkpoint, until the end of the
+    next epoch, estimated by the one just finished) exceed ``every_s`` seconds;
+    the final report is always checkpointed (by the trainable). So a trial that
+    dies loses at most about ``every_s`` seconds of work, or one epoch when an
+    epoch takes longer; ``every_s=0`` checkpoints every epoch, ``inf`` only the
+    end. ``clock`` returns seconds (monotonic).
+    """
+
+    def __init__(self, every_s: float, clock: Callable[[], float] = time.monotonic):
+        self.every_s = check_checkpoint_every_s(every_s)
+        self.clock = clock
+        self.saved_at = self.epoch_started = clock()
+
+    def due(self) -> bool:
+        """Called at an epoch's end: whether to checkpoint it (then counted as saved)."""
+        now = self.clock()
+        next_epoch_s = now - self.epoch_started
+        self.epoch_started = now
+        if now - self.saved_at + next_epoch_s <= self.every_s:
+            return False
+        self.saved_at = now
+        return True
+
+
+def check_checkpoint_every_s(value: float) -> float:
+    if isinstance(value, bool) or not (isinstance(value, (int, float)) and value >= 0):  # NaN fails too
+        raise ValueError(f"checkpoint_every_s must be a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+def train_trial(config: dict[str, Any], checkpoint_every_s: float = CHECKPOINT_EVERY_S) -> None:
     from ray import tune
+
+    started = time.perf_counter()
+    policy = CheckpointPolicy(checkpoint_every_s)
+    in_ray_s = 0.0  # time spent inside tune.report: Ray's, not the trial's own
+
+    def report(metrics: dict[str, Any], checkpoint=None) -> None:
+        nonlocal in_ray_s
+        reported = time.perf_counter()
+        tune.report(metrics, checkpoint=checkpoint)
+        in_ray_s += time.perf_counter() - reported
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -54,21 +107,22 @@ def train_trial(config: dict[str, Any]) -> None:
             resume_from = Path(checkpoint.to_directory(str(workdir / "restored")))
             finished = resume_from / FINAL_FILE
             if finished.is_file():
-                tune.report(json.loads(finished.read_text()), checkpoint=checkpoint)
+                report(json.loads(finished.read_text()), checkpoint=checkpoint)
                 return
 
         def on_epoch_end(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
+            due = policy.due()
+            report(metrics, tune.Checkpoint.from_directory(str(checkpoint_dir)) if due else None)
 
         results = fit(dict(config), output_dir=workdir / "run", resume_from=resume_from, on_epoch_end=on_epoch_end)
-        final = results["final"]
-        final = {**final, "final": True, "trial_time_s": final["train_time_s"] + final["diagnostics_time_s"]}
         checkpoint_dir = workdir / "run" / "checkpoint"
         if not checkpoint_dir.is_dir():  # resumed after its last epoch: nothing new was saved
             checkpoint_dir = resume_from
-        (checkpoint_dir / FINAL_FILE).write_text(json.dumps(final, default=str))
         (checkpoint_dir / EPOCHS_FILE).write_text(json.dumps(results["history"], default=str))
-        tune.report(final, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
+        own_s = time.perf_counter() - started - in_ray_s
+        final = {**results["final"], "final": True, "trial_time_s": own_s}
+        (checkpoint_dir / FINAL_FILE).write_text(json.dumps(final, default=str))
+        report(final, tune.Checkpoint.from_directory(str(checkpoint_dir)))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
