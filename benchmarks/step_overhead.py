@@ -34,8 +34,7 @@ import torch
 
 import goal_plugin as gp
 from goal_plugin.engine.config import resolve_config
-from goal_plugin.engine.trainer import _epoch_start as start_epoch
-from goal_plugin.engine.trainer import prepare, train_step
+from goal_plugin.engine.trainer import prepare, start_epoch, train_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _interleaved import argument_parser, compare, timed

@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
                         "before anything runs (default: ./results)")
     parser.add_argument("--resume", action="store_true", help="continue the experiment --name (must exist)")
     parser.add_argument("--address", help="Ray cluster to join ('auto' or host:port); default: start a local one")
+    parser.add_argument("--workers-per-trial", type=int, help="DDP workers per trial through Ray Train (default: the space's resources.workers, 1); --cpus/--gpus-per-trial are then per worker")
     parser.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: the space's resources.cpu)")
     parser.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default: resources.gpu)")
     parser.add_argument("--max-concurrent", type=int, help="at most this many trials at once (default: as many as Ray can place on the cluster, nodes that join later included)")

@@ -497,3 +497,13 @@ def test_the_cell_index_finds_what_a_scan_of_the_cells_finds(name):
     index = CellIndex(cells)
     assert [index.find(c) for c in configs] == [scan(cells, c) for c in configs]
     assert index.find(configs[-1]) is None and index.find(configs[0]) == 0
+
+
+def test_a_space_gives_its_trials_several_ddp_workers_with_resources_workers():
+    spec = parse_space({"grid": {"seed": [0]}, "resources": {"cpu": 2, "gpu": 0.5, "workers": 2}})
+    assert spec.resources == {"cpu": 2, "gpu": 0.5, "workers": 2}
+    assert parse_space({"grid": {"seed": [0]}}).resources["workers"] == 1
+    with pytest.raises(SweepSpecError, match=r"resources: workers must be >= 1, got 0"):
+        parse_space({"grid": {"seed": [0]}, "resources": {"workers": 0}})
+    with pytest.raises(SweepSpecError, match=r"resources\.nodes.*workers"):
+        parse_space({"grid": {"seed": [0]}, "resources": {"nodes": 2}})

@@ -37,11 +37,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
 from goal_plugin.data import DataError, build_dataset, collate_batch
 from goal_plugin.data.base import dataset_protocol
 from goal_plugin.engine import checkpoint as ckpt
+from goal_plugin.engine import distributed
 from goal_plugin.engine.config import RECORDED_KEY, ConfigError, TrialConfig, resolve_config
 from goal_plugin.engine.metrics import canonical_correlations, linear_probe_accuracy
 from goal_plugin.engine.run_folder import claim_run_folder
@@ -98,6 +99,7 @@ class Run:
     amp_dtype: torch.dtype | None
     data_protocol: str  # how the dataset formed train / val / test, in words
     task: Task
+    replicas: distributed.Replicas | None = None  # data-parallel training (see distributed.py)
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -105,8 +107,11 @@ class Run:
 
 
 def prepare(config: TrialConfig) -> Run:
-    """Build data, model, strategy and optimizer; configuration errors name the key."""
-    device = config.resolved_device()
+    """Build data, model, strategy and optimizer; configuration errors name the key.
+
+    Inside an initialised ``torch.distributed`` world of several processes the model
+    is replicated with DDP (see ``goal_plugin.engine.distributed``)."""
+    device = distributed.local_device(config.resolved_device())
     seed_everything(config.seed)
     try:
         splits = {
@@ -184,6 +189,7 @@ def prepare(config: TrialConfig) -> Run:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
+    replicas = _replicate(config, model, strategy, len(train), device) if distributed.active() else None
     return Run(
         config,
         device,
@@ -197,7 +203,32 @@ def prepare(config: TrialConfig) -> Run:
         amp_dtype,
         dataset_protocol(train),
         task,
+        replicas,
     )
+
+
+def _replicate(
+    config: TrialConfig, model: MultimodalNetwork, strategy: Strategy | None, num_train: int, device: torch.device
+) -> distributed.Replicas:
+    """DDP replicas of ``model``, the strategy's batch quantities reduced over them;
+    ``ConfigError`` for what data-parallel training cannot reproduce."""
+    if strategy is not None and (strategy.training_method is not None or strategy.parameter_hook is not None):
+        what = (
+            "changes the training step"
+            if strategy.training_method is not None
+            else "adds random noise to the gradients after backward, which each replica would draw apart"
+        )
+        raise ConfigError(
+            f"strategy {config.strategy!r} {what}; data-parallel training (workers > 1) runs gate-only "
+            "recipes: run it with 1 worker"
+        )
+    too_small = distributed.too_small_batch(num_train, config.batch_size, torch.distributed.get_world_size())
+    if too_small is not None:
+        raise ConfigError(f"batch_size: {too_small}")
+    replicas = distributed.replicate(model, device)
+    if strategy is not None:
+        strategy.share_batch(replicas.group)
+    return replicas
 
 
 PLAIN_STEP = TrainingMethod()  # (L_mm + lambda * sum_m L_m).backward()
@@ -279,6 +310,17 @@ def _loader(run: Run, split: str, epoch: int | None) -> DataLoader:
     generator = None
     if epoch is not None:  # the data order is a function of (seed, epoch) alone
         generator = torch.Generator().manual_seed(run.config.seed * 1_000_003 + epoch)
+    if epoch is not None and run.replicas is not None:  # this rank's shard of each global batch
+        # The sampler and batching that shuffle=True builds, drawing from the same generator.
+        batches = BatchSampler(RandomSampler(run.splits[split], generator=generator), run.config.batch_size, False)
+        return DataLoader(
+            run.splits[split],
+            batch_sampler=distributed.ShardedBatches(batches, run.replicas.rank, run.replicas.world_size),
+            generator=generator,
+            num_workers=run.config.num_workers,
+            collate_fn=collate_batch,
+            pin_memory=run.device.type == "cuda",
+        )
     return DataLoader(
         run.splits[split],
         batch_size=run.config.batch_size,
@@ -325,6 +367,15 @@ class _StatsAccumulator:
             # The cosines are (N, P) flattened: N inner products of each of the P pairs.
             self.pair_sums[row] += cosines.double().reshape(-1, self.pairs).mean(0)
 
+    def reduce(self, replicas: distributed.Replicas) -> None:
+        """Combine the replicas' sums (every replica measured the same steps): the
+        histograms count every rank's samples; the means average the ranks' equal shards."""
+        means = replicas.sum(torch.cat([self.weights, self.sums, self.pair_sums.flatten()]))
+        means /= replicas.world_size
+        self.weights, self.sums, pairs = means.split([len(self.weights), 3, self.pair_sums.numel()])
+        self.pair_sums = pairs.reshape(self.pair_sums.shape)
+        self.hist = replicas.sum(self.hist)
+
     def as_metrics(self, modalities: tuple[str, ...]) -> dict[str, Any]:
         metrics: dict[str, Any] = {}
         weights = (self.weights / self.steps).tolist() if self.steps else [None] * len(modalities)
@@ -340,7 +391,7 @@ class _StatsAccumulator:
         return metrics
 
 
-def _epoch_start(run: Run, epoch: int) -> None:
+def start_epoch(run: Run, epoch: int) -> None:
     """The training method's ``on_epoch_start`` (see goal_plugin.methods.hook)."""
     method = run.strategy.training_method if run.strategy is not None else None
     if method is None:
@@ -456,9 +507,16 @@ def train_step(
     head_weight = unimodal_weight if unimodal_weight > 0 else 1.0
     strategy = run.strategy if modulating else None
     labels = batch["label"]
+    scale = run.scaler.scale
+    forward = model
+    if run.replicas is not None:  # DDP averages the ranks' gradients: weigh each by its share
+        forward = run.replicas.module
+        global_size = min(run.config.batch_size, len(run.splits["train"]) - index * run.config.batch_size)
+        share = run.replicas.loss_share(len(labels), global_size)
+        scale = lambda loss: run.scaler.scale(loss * share)
     run.optimizer.zero_grad(set_to_none=True)
     with _autocast(run):
-        out = model(
+        out = forward(
             batch,
             strategy,
             logits_source=run.harness.logits_source,
@@ -472,7 +530,7 @@ def train_step(
         fused_loss,
         unimodal_losses,
         head_weight,
-        run.scaler.scale,
+        scale,
         out.features,
         labels,
         batch=batch,
@@ -499,7 +557,7 @@ def train_step(
 
 def train_epoch(run: Run, epoch: int, progress: bool = False) -> dict[str, Any]:
     config = run.config
-    _epoch_start(run, epoch)
+    start_epoch(run, epoch)
     run.model.train()
     modulating = run.harness.modulates(epoch)
     unimodal_weight = run.harness.unimodal_weight(epoch)
@@ -520,6 +578,10 @@ def train_epoch(run: Run, epoch: int, progress: bool = False) -> dict[str, Any]:
         batch = _to_device(batch, run.device)
         step_totals[step] = train_step(run, batch, epoch, step, len(step_totals), stats)
         seen += len(batch["label"])
+    if run.replicas is not None:  # the global batches' sums
+        step_totals = run.replicas.sum(step_totals)
+        seen = len(run.splits["train"])
+        stats.reduce(run.replicas)
     per_step = step_totals.cpu()  # the epoch's one read of its training numbers
     _raise_if_diverged(run, epoch, per_step[:, 0])
     if run.scheduler is not None:
@@ -705,8 +767,11 @@ def diagnostics(run: Run) -> dict[str, float]:
     return results
 
 
-def _state(run: Run, epoch: int, history: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
+def _state(
+    run: Run, epoch: int, history: list[dict[str, Any]], replica_rng: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The checkpoint's payload; ``replica_rng``: every rank's generators under data-parallel training."""
+    state = {
         "config_fingerprint": run.config.fingerprint(),
         RECORDED_KEY: run.data_protocol,
         "epoch": epoch,
@@ -718,6 +783,9 @@ def _state(run: Run, epoch: int, history: list[dict[str, Any]]) -> dict[str, Any
         "rng": ckpt.capture_rng(),
         "history": history,
     }
+    if replica_rng is not None:
+        state["replica_rng"] = replica_rng
+    return state
 
 
 def _check_same_protocol(run: Run, state: dict[str, Any], source: Path) -> None:
@@ -731,6 +799,17 @@ def _check_same_protocol(run: Run, state: dict[str, Any], source: Path) -> None:
         )
 
 
+def _check_same_workers(run: Run, state: dict[str, Any], source: Path) -> None:
+    """A data-parallel run continues with as many workers as it had: each restores its own generators."""
+    recorded = len(state.get("replica_rng", [None]))
+    workers = 1 if run.replicas is None else run.replicas.world_size
+    if recorded != workers:
+        raise ckpt.CheckpointError(
+            f"{str(ckpt.checkpoint_file(source))!r} was written by a run of {recorded} worker(s); "
+            f"resume it with {recorded}, not {workers}"
+        )
+
+
 def _restore(run: Run, state: dict[str, Any]) -> None:
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
@@ -739,7 +818,7 @@ def _restore(run: Run, state: dict[str, Any]) -> None:
     run.scaler.load_state_dict(state["scaler"])
     if run.strategy is not None:
         run.strategy.load_state_dict(state["strategy"])
-    ckpt.restore_rng(state["rng"])
+    ckpt.restore_rng(state["rng"] if run.replicas is None else state["replica_rng"][run.replicas.rank])
 
 
 def _summary(run: Run, history: list[dict[str, Any]], extra: dict[str, Any], finished: bool) -> dict[str, Any]:
@@ -808,6 +887,9 @@ def fit(
     resume_from: a checkpoint file or folder (or a previous ``output_dir``) of a
     run with the same configuration.
     on_epoch_end(metrics, checkpoint_dir): called after each epoch's checkpoint.
+    Under data-parallel training (see ``distributed.py``) every rank calls ``fit``
+    with the same arguments; rank 0 alone writes ``output_dir`` (the others get
+    ``checkpoint_dir=None``), every rank reads ``resume_from``.
     log: receives one summary line per epoch.
     Raises ``DivergenceError`` at the end of an epoch in which a training loss, or
     after which the model's evaluation outputs, are not finite; ``metrics.json``
@@ -817,7 +899,7 @@ def fit(
     """
     config = config if isinstance(config, TrialConfig) else resolve_config(config)
     run = prepare(config)
-    output = Path(output_dir) if output_dir is not None else None
+    output = Path(output_dir) if output_dir is not None and distributed.is_main() else None
     checkpoint_dir = output / "checkpoint" if output is not None else None
     state = None
     if resume_from is not None:  # checked before the run folder's config.json is rewritten
@@ -826,6 +908,7 @@ def fit(
             source = source / "checkpoint"
         state = ckpt.load_checkpoint(source, config.fingerprint())
         _check_same_protocol(run, state, source)
+        _check_same_workers(run, state, source)
     if output is not None:
         resumed_here = resume_from is not None and output.resolve() in (
             Path(resume_from).resolve(),
@@ -834,12 +917,12 @@ def fit(
         claim_run_folder(output, resuming=resumed_here, overwrite=overwrite)
         _write_json(output / "config.json", _recorded_config(config, run.data_protocol))
     history: list[dict[str, Any]] = []
-    start_epoch = 0
+    first_epoch = 0
     if state is not None:
         _restore(run, state)
         history = list(state["history"])
-        start_epoch = state["epoch"] + 1
-    for epoch in range(start_epoch, config.epochs):
+        first_epoch = state["epoch"] + 1
+    for epoch in range(first_epoch, config.epochs):
         metrics = {"epoch": epoch, "lr": run.optimizer.param_groups[0]["lr"]}
         try:
             metrics.update(train_epoch(run, epoch, progress))
@@ -854,8 +937,9 @@ def fit(
         except DataError as error:
             raise _data_error(config, error) from None
         history.append(metrics)
+        replica_rng = None if run.replicas is None else run.replicas.gather(ckpt.capture_rng())
         if checkpoint_dir is not None:
-            ckpt.save_checkpoint(checkpoint_dir, _state(run, epoch, history))
+            ckpt.save_checkpoint(checkpoint_dir, _state(run, epoch, history, replica_rng))
             _write_json(output / "metrics.json", _summary(run, history, {}, finished=False))
         if log is not None:
             score, _ = run.task.selection

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.distributed
 from torch import Tensor
 
 from goal_plugin import _validation as check
@@ -78,15 +79,39 @@ class MagnitudeStep:
     ``reads`` says what the logits must be: ``"class_probabilities"`` (class
     logits, read through a softmax) or ``"gaussian"`` (a regression head's mean
     and log-variance); a trainer refuses a task whose heads give something else.
+
+    Batch-level quantities go through ``batch_mean`` / ``batch_sum``: under
+    data-parallel training (``batch_group`` set by ``Strategy.share_batch``) each
+    replica holds a shard of the batch, and these reduce over all replicas so that
+    the weights equal those of one process holding the whole batch.
     """
 
     requires_logits = True
     requires_labels = False
     reads = "class_probabilities"
+    batch_group = None  # a torch.distributed group whose replicas share the batch
 
     def weights(self, logits: Sequence[Tensor], labels: Tensor | None) -> Tensor:
         """Return a (M,) tensor of non-negative multipliers in the logits' dtype."""
         raise NotImplementedError
+
+    def batch_mean(self, values: Tensor, dim: int) -> Tensor:
+        """Mean of per-sample ``values`` over their batch dimension ``dim``, over the
+        whole batch of all replicas (per-replica sums and counts all-reduced)."""
+        if self.batch_group is None:
+            return values.mean(dim=dim)
+        sums = values.sum(dim=dim)
+        totals = torch.cat([sums.flatten().double(), sums.new_full((1,), values.shape[dim], dtype=torch.float64)])
+        torch.distributed.all_reduce(totals, group=self.batch_group)
+        return (totals[:-1] / totals[-1]).to(values.dtype).reshape(sums.shape)
+
+    def batch_sum(self, sums: Tensor) -> Tensor:
+        """``sums`` over this replica's samples, summed over all replicas."""
+        if self.batch_group is None:
+            return sums
+        total = sums.double()
+        torch.distributed.all_reduce(total, group=self.batch_group)
+        return total.to(sums.dtype)
 
 
 class DirectionStep:
@@ -153,6 +178,13 @@ class Strategy:
     @property
     def requires_logits(self) -> bool:
         return self.magnitude is not None and self.magnitude.requires_logits
+
+    def share_batch(self, group: object) -> None:
+        """Data-parallel training: each replica's ``modify`` sees its shard of the batch;
+        the magnitude step's batch-level quantities are all-reduced over the
+        ``torch.distributed`` ``group`` (collective: every replica's backward calls it)."""
+        if self.magnitude is not None:
+            self.magnitude.batch_group = group
 
     def require_gate_only(self, where: str) -> None:
         """Refuse a recipe that is more than its gate (a training step of its own, or a

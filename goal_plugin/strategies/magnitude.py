@@ -62,7 +62,7 @@ class AdaptiveLeveraging(MagnitudeStep):
             confidence = -stacked[:, :, 1]
         else:
             confidence = 1 - _entropy(stacked) / math.log(stacked.shape[2])  # (M, B)
-        return torch.softmax(confidence / self.temperature, dim=0).mean(dim=1)
+        return self.batch_mean(torch.softmax(confidence / self.temperature, dim=0), dim=1)
 
 
 def _true_class_score(logits: Tensor, labels: Tensor) -> Tensor:
@@ -99,7 +99,7 @@ class OGMModulation(MagnitudeStep):
         self.alpha = check.non_negative("alpha", alpha)
 
     def weights(self, logits: Sequence[Tensor], labels: Tensor | None) -> Tensor:
-        scores = torch.stack([_true_class_score(z, labels) for z in logits])
+        scores = self.batch_sum(torch.stack([_true_class_score(z, labels) for z in logits]))
         scores = scores.clamp_min(torch.finfo(scores.dtype).tiny)
         damped = lambda ratio: 1 - torch.tanh(self.alpha * torch.relu(ratio))  # noqa: E731
         one = torch.ones((), dtype=scores.dtype, device=scores.device)
@@ -164,14 +164,14 @@ class ARLModulation(MagnitudeStep):
                     "ARL with uncertainty='variance' reads Gaussian heads (mean, log-variance): "
                     f"logits of shape (batch, 2), got {[tuple(z.shape) for z in logits]}"
                 )
-            entropy = torch.stack([z[:, 1].exp().mean() for z in logits])
+            entropy = torch.stack([self.batch_mean(z[:, 1].exp(), dim=0) for z in logits])
             logits = [z[:, :1] for z in logits]  # d_m reads the means
         else:
-            entropy = torch.stack([_entropy(z).mean() for z in logits])
+            entropy = torch.stack([self.batch_mean(_entropy(z), dim=0) for z in logits])
         entropy = (entropy / entropy.sum().clamp_min(tiny)).clamp_min(self.entropy_floor)
         inverse = 1 / entropy.clamp_min(1e-12)
         certainty = inverse / inverse.sum()
-        magnitude = torch.stack([z.abs().mean(dim=0).sum() for z in logits])
+        magnitude = torch.stack([self.batch_mean(z.abs(), dim=0).sum() for z in logits])
         magnitude = magnitude / magnitude.sum().clamp_min(tiny)
         others = (magnitude.sum() - magnitude) / (len(logits) - 1)
         return 1 + torch.softmax(self.arl_temperature * certainty * others, dim=0)

@@ -40,6 +40,7 @@ def main_sweep(args: argparse.Namespace) -> int:
             max_concurrent=args.max_concurrent,
             max_failures=args.max_failures,
             checkpoint_every_s=args.checkpoint_every_s,
+            workers_per_trial=args.workers_per_trial,
         )
     except (SweepSpecError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -155,7 +156,7 @@ def resume_command(args: argparse.Namespace, outcome: SweepOutcome) -> str:
         experiment = Path(outcome.experiment_path)
         name, storage = experiment.name, str(experiment.parent)
     words = ["python", "runners/sweep.py", str(args.space), "--name", name, "--storage", storage, "--resume"]
-    for option in ("address", "cpus_per_trial", "gpus_per_trial", "max_concurrent"):
+    for option in ("address", "workers_per_trial", "cpus_per_trial", "gpus_per_trial", "max_concurrent"):
         value = getattr(args, option)
         if value is not None:
             words += [f"--{option.replace('_', '-')}", f"{value:g}" if isinstance(value, float) else str(value)]

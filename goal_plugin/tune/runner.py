@@ -79,8 +79,11 @@ def check_options(
     max_concurrent: int | None,
     max_failures: int,
     checkpoint_every_s: float = CHECKPOINT_EVERY_S,
+    workers_per_trial: int | None = None,
 ) -> None:
     """One-line errors for bad resource options, before anything is created."""
+    if workers_per_trial is not None and workers_per_trial < 1:
+        raise ValueError(f"--workers-per-trial must be >= 1, got {workers_per_trial}")
     if cpus_per_trial is not None and not cpus_per_trial > 0:
         raise ValueError(f"--cpus-per-trial must be > 0, got {cpus_per_trial:g}")
     if gpus_per_trial is not None and not gpus_per_trial >= 0:
@@ -176,12 +179,15 @@ def run_sweep(
     max_failures: int = DEFAULT_MAX_FAILURES,
     checkpoint_every_s: float = CHECKPOINT_EVERY_S,
     echo: Callable[[str], None] = print,
+    workers_per_trial: int | None = None,
 ) -> SweepOutcome:
-    check_options(cpus_per_trial, gpus_per_trial, max_concurrent, max_failures, checkpoint_every_s)
+    check_options(cpus_per_trial, gpus_per_trial, max_concurrent, max_failures, checkpoint_every_s, workers_per_trial)
     if resume and name is None:
         raise ValueError("--resume needs the --name of the experiment to continue")
     cpus = cpus_per_trial if cpus_per_trial is not None else spec.resources["cpu"]
     gpus = gpus_per_trial if gpus_per_trial is not None else spec.resources["gpu"]
+    # workers > 1: DDP through Ray Train (see distributed.py); cpus and gpus are then per worker
+    workers = workers_per_trial if workers_per_trial is not None else int(spec.resources.get("workers", 1))
     record = space_record(spec)
     if gpus > 0 and "device" not in spec.base:
         spec = spec.with_overrides(device="cuda")
@@ -212,7 +218,21 @@ def run_sweep(
     from goal_plugin.tune.progress import ProgressCallback, trial_dirname, trial_name
 
     progress = ProgressCallback(spec.total_trials, metric, mode, echo)
-    trainable = tune.with_resources(_trainable(checkpoint_every_s), {"cpu": cpus, "gpu": gpus})
+    from goal_plugin.tune.distributed import concurrent_trials, sweep_trainable
+
+    cluster = ray.cluster_resources()
+    trainable = sweep_trainable(  # checked against the cluster before any trial starts
+        _trainable(checkpoint_every_s),
+        workers=workers,
+        cpu=cpus,
+        gpu=gpus,
+        cluster=cluster,
+        workers_option="--workers-per-trial" if workers_per_trial is not None else "resources.workers",
+        gpu_option="--gpus-per-trial" if gpus_per_trial is not None else "resources.gpu",
+        checkpoint_every_s=checkpoint_every_s,
+    )
+    if workers > 1 and max_concurrent is None:  # a waiting DDP trial would hold no resources
+        max_concurrent = concurrent_trials(workers, cpus, gpus, cluster)
     started, started_at = time.monotonic(), time.time()
     if tune.Tuner.can_restore(experiment_fs_path, storage_filesystem=filesystem):
         echo(f"resuming experiment {experiment_path}: finished trials are kept, the rest continue")

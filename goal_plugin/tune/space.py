@@ -299,17 +299,22 @@ def _parse_param(key: str, value: Any, fail) -> SearchParam:
         raise fail(where, str(error)) from None
 
 
+# cpu and gpu per trial, or per DDP worker when a trial has several workers
+RESOURCE_KEYS = ("cpu", "gpu", "workers")
+
+
 def _parse_resources(raw, fail) -> dict[str, float]:
     raw = raw or {}
     if not isinstance(raw, Mapping):
-        raise fail("resources", f"must be a mapping {{cpu: N, gpu: F}}, got {raw!r}")
+        raise fail("resources", f"must be a mapping {{cpu: N, gpu: F, workers: W}}, got {raw!r}")
     for key in raw:
-        if key not in ("cpu", "gpu"):
-            raise fail(f"resources.{key}", check.unknown_name_message("resource", key, ("cpu", "gpu")))
+        if key not in RESOURCE_KEYS:
+            raise fail(f"resources.{key}", check.unknown_name_message("resource", key, RESOURCE_KEYS))
     try:
         return {
             "cpu": check.positive("cpu", raw.get("cpu", 1)),
             "gpu": check.non_negative("gpu", raw.get("gpu", 0)),
+            "workers": check.integer("workers", raw.get("workers", 1), minimum=1),
         }
     except ValueError as error:
         raise fail("resources", str(error)) from None
