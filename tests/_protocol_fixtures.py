@@ -65,6 +65,19 @@ def dataset_case(name: str, base: Path) -> tuple[str | None, dict]:
         return sequence_dataset_case(name, base)
     if name in IMAGE_TEXT_DATASETS:
         return image_text_dataset_case(name, base)
+    if name == "files":  # a manifest of WAV, JPEG, .npy and text cells, no val rows
+        from tests.test_files_dataset import OPTIONS, write_manifest_root
+
+        write_manifest_root(base / "files", count=24, test=6)
+        return str(base / "files"), OPTIONS
+    if name == "tensors":  # arrays per modality and split, no val/ folder
+        rng = np.random.default_rng(0)
+        for split, count in (("train", 30), ("test", 10)):
+            (base / "tensors" / split).mkdir(parents=True)
+            np.save(base / "tensors" / split / "a.npy", rng.normal(size=(count, 4)).astype(np.float32))
+            np.save(base / "tensors" / split / "b.npy", rng.normal(size=(count, 3)).astype(np.float32))
+            np.save(base / "tensors" / split / "labels.npy", np.arange(count) % 3)
+        return str(base / "tensors"), {}
     raise LookupError(
         f"no fixture for dataset {name!r}: add one to tests/_protocol_fixtures.py (dataset_case)"
     )

@@ -37,9 +37,10 @@ def load_script(name: str):
 
 
 def sample_ids(dataset) -> set:
-    """Clip names of a file-backed dataset; the bytes of each sample's inputs otherwise."""
+    """Clip names of a file-backed dataset (clip records, or a manifest's row ids); the
+    bytes of each sample's inputs otherwise."""
     if hasattr(dataset, "clips"):
-        return {clip.name for clip in dataset.clips}
+        return {getattr(clip, "name", clip) for clip in dataset.clips}
     rows = torch.cat([dataset.data[m].flatten(1) for m in dataset.modalities], dim=1)
     return {row.numpy().tobytes() for row in rows}
 
