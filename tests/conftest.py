@@ -108,3 +108,19 @@ def ray_address():
     assert not left, f"Ray processes of the test cluster left behind: {left}"
     token = Path.home() / ".ray" / "auth_token"
     assert not token.exists(), f"Ray wrote an authentication token to {token}"
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures the analysis plots save, by file stem (saved as usual as well)."""
+    from goal_plugin.analysis import plots
+
+    figures = {}
+    save = plots._save
+
+    def recording_save(figure, stem):
+        figures[stem.name] = figure
+        return save(figure, stem)
+
+    monkeypatch.setattr(plots, "_save", recording_save)
+    return figures

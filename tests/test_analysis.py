@@ -458,20 +458,6 @@ def test_only_errored_trials_is_an_error(tmp_path):
 # ----------------------------------------------------------------------------- figures
 
 
-@pytest.fixture
-def drawn(monkeypatch):
-    """The figures make_plots saves, by file stem, next to the files themselves."""
-    figures = {}
-    save = plots._save
-
-    def recording_save(figure, stem):
-        figures[stem.name] = figure
-        return save(figure, stem)
-
-    monkeypatch.setattr(plots, "_save", recording_save)
-    return figures
-
-
 def titles(figure) -> list[str]:
     return [ax.get_title() for ax in figure.axes]
 

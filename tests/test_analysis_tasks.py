@@ -230,20 +230,6 @@ def test_the_engine_reports_every_pairs_cosines_per_epoch(sweeps):
         assert np.allclose(none[f"cosine_before_{pair}"], none[f"cosine_after_{pair}"], atol=1e-6)
 
 
-@pytest.fixture
-def drawn(monkeypatch):
-    """The figures make_plots saves, by file stem (saved as usual)."""
-    figures = {}
-    save = plots._save
-
-    def recording_save(figure, stem):
-        figures[stem.name] = figure
-        return save(figure, stem)
-
-    monkeypatch.setattr(plots, "_save", recording_save)
-    return figures
-
-
 def test_three_modality_figures_show_every_weight_conflicts_and_pairwise_cosines(sweeps, tmp_path, drawn):
     results = load_results([sweeps["three_views"]])
     paths = make_plots(results, tmp_path / "plots")

@@ -25,7 +25,7 @@ from scipy import stats
 from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
-from goal_plugin.analysis import AnalysisError, load_results, plots
+from goal_plugin.analysis import AnalysisError, load_results
 from goal_plugin.analysis.feature_maps import draw_feature_maps, feature_maps
 from goal_plugin.analysis.plots import cca_bands, go_pair_summary, make_plots
 from goal_plugin.data import build_dataset, collate_batch
@@ -218,20 +218,6 @@ def test_moved_data_are_read_from_the_given_data_root(tmp_path):
 
 
 # ----------------------------------------------------------------------------- CCA per epoch
-
-
-@pytest.fixture
-def drawn(monkeypatch):
-    """The figures make_plots saves, by file stem (saved as usual)."""
-    figures = {}
-    save = plots._save
-
-    def recording_save(figure, stem):
-        figures[stem.name] = figure
-        return save(figure, stem)
-
-    monkeypatch.setattr(plots, "_save", recording_save)
-    return figures
 
 
 def test_cca_figure_draws_the_mean_over_seeds_per_epoch_with_its_interval(sweep, tmp_path, drawn):
