@@ -393,7 +393,7 @@ class _StatsAccumulator:
 
 def start_epoch(run: Run, epoch: int) -> None:
     """The training method's ``on_epoch_start`` (see goal_plugin.methods.hook)."""
-    method = run.strategy.training_method if run.strategy is not None else None
+    method = _training_method(run)
     if method is None:
         return
 
@@ -420,8 +420,12 @@ def start_epoch(run: Run, epoch: int) -> None:
 
 def _method(run: Run) -> TrainingMethod:
     """The strategy's training method, or the plain step."""
-    method = run.strategy.training_method if run.strategy is not None else None
-    return method or PLAIN_STEP
+    return _training_method(run) or PLAIN_STEP
+
+
+def _training_method(run: Run) -> TrainingMethod | None:
+    """The run's recipe's training method, if it has one (whatever the epoch's window)."""
+    return run.strategy.training_method if run.strategy is not None else None
 
 
 def _split_features(run: Run, split: str, model: torch.nn.Module | None = None):
@@ -441,7 +445,7 @@ def _split_features(run: Run, split: str, model: torch.nn.Module | None = None):
 
 def _epoch_end(run: Run, epoch: int) -> None:
     """The training method's ``on_epoch_end`` (see goal_plugin.methods.hook)."""
-    method = run.strategy.training_method if run.strategy is not None else None
+    method = _training_method(run)
     if method is not None:
         end = EpochEnd(epoch, run.task.num_labels, run.model, lambda split: _split_features(run, split))
         method.on_epoch_end(end)

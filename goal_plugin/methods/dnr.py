@@ -285,12 +285,13 @@ class DNRStep(TrainingMethod):
     ) -> None:
         _sklearn("cluster")  # refused when the run is configured, not after reinit_epoch epochs
         self.options = {
-            "move_lambda": check.non_negative("move_lambda", move_lambda),
-            "reinit_epoch": check.integer("reinit_epoch", reinit_epoch, minimum=1),
-            "reinit_num": check.integer("reinit_num", reinit_num, minimum=0),
-            "kmeans_seed": check.integer("kmeans_seed", kmeans_seed, minimum=0),
-            "kmeans_n_init": check.integer("kmeans_n_init", kmeans_n_init, minimum=1),
+            "move_lambda": move_lambda,
+            "reinit_epoch": reinit_epoch,
+            "reinit_num": reinit_num,
+            "kmeans_seed": kmeans_seed,
+            "kmeans_n_init": kmeans_n_init,
         }
+        DiagnoseAndRelearn(1, **self.options)  # validates the options where the rule does
         self.dnr: DiagnoseAndRelearn | None = None
 
     def on_epoch_start(self, start: EpochStart) -> None:
