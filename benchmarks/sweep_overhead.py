@@ -16,15 +16,21 @@ given too. Parts: the time Ray counts for the trials beyond their own
 (``time_total_s``, which includes persisting checkpoints but not the waits for
 the driver) and the rest (the round trips of every report, starting and ending
 trials, workers' start-up, the driver, slots left idle), of which the runner's
-work outside ``Tuner.fit``.
+work outside ``Tuner.fit``. The rest is split further from the trials'
+wall-clock spans: time they wait in report calls, gaps between consecutive
+trials on one worker, the time before the first trial starts (the runner,
+workers' start-up and their imports) and after the last ends; what remains
+is slots standing idle while the last trials finish.
 
     python benchmarks/sweep_overhead.py                  # search_spaces/default.yaml
-    python benchmarks/sweep_overhead.py SPACE [--checkpoint-every-s 0] [--ray-env TUNE_SETTING=VALUE] [--keep DIR]
+    python benchmarks/sweep_overhead.py SPACE [--checkpoint-every-s 0] [--tensorboard] [--keep DIR]
+        [--ray-env TUNE_SETTING=VALUE]     # e.g. TUNE_RESULT_BUFFER_LENGTH=1: reports unbuffered
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -48,8 +54,24 @@ def read_trials(experiment: Path) -> list[dict]:
             "lifetime": final["time_total_s"],
             "checkpoints": sum(1 for row in rows if row.get("checkpoint_dir_name")),
             "reports": len(rows),
+            "report_wait": final["report_wait_s"],
+            "span": (final["trial_started_at"], final["trial_ended_at"]),
+            "worker": final["pid"],
         })
     return trials
+
+
+def worker_timeline(trials: list[dict]) -> tuple[float, float, float]:
+    """From the trials' wall-clock spans: gaps between consecutive trials on one
+    worker (summed), the first start and the last end."""
+    by_worker: dict[int, list[tuple[float, float]]] = {}
+    for trial in trials:
+        by_worker.setdefault(trial["worker"], []).append(trial["span"])
+    gaps = 0.0
+    for spans in by_worker.values():
+        spans.sort()
+        gaps += sum(later[0] - earlier[1] for earlier, later in itertools.pairwise(spans))
+    return gaps, min(t["span"][0] for t in trials), max(t["span"][1] for t in trials)
 
 
 def main() -> None:
@@ -59,6 +81,7 @@ def main() -> None:
                         help="set one of Ray Tune's environment settings for this run (repeatable)")
     parser.add_argument("--checkpoint-every-s", type=float,
                         help="the trials' checkpoint interval (default: the trainable's; 0 = every epoch)")
+    parser.add_argument("--tensorboard", action="store_true", help="with TensorBoard's logger, as --tensorboard")
     parser.add_argument("--keep", help="write the experiment here instead of a temporary folder")
     args = parser.parse_args()
 
@@ -82,21 +105,25 @@ def main() -> None:
         slots = int(ray.cluster_resources()["CPU"] // spec.resources["cpu"])
         slots = min(slots, spec.total_trials)
         lines: list[str] = []
-        started = time.perf_counter()
+        started, started_at = time.perf_counter(), time.time()
         every_s = {} if args.checkpoint_every_s is None else {"checkpoint_every_s": args.checkpoint_every_s}
-        outcome = run_sweep(spec, name="overhead", storage=str(storage), echo=lines.append, **every_s)
+        outcome = run_sweep(spec, name="overhead", storage=str(storage), echo=lines.append,
+                            tensorboard=args.tensorboard, **every_s)
         wall = time.perf_counter() - started
+        ended_at = time.time()
         ray.shutdown()
         if outcome.finished != spec.total_trials:
             sys.exit("\n".join(lines + [f"only {outcome.finished}/{spec.total_trials} trials finished"]))
-        report(read_trials(Path(outcome.experiment_path)), wall, outcome.wall_time_s, ray_start, slots)
+        trials = read_trials(Path(outcome.experiment_path))
+        report(trials, wall, outcome.wall_time_s, ray_start, slots, (started_at, ended_at))
     finally:
         if ray.is_initialized():
             ray.shutdown()
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def report(trials: list[dict], wall: float, fit_wall: float, ray_start: float, slots: int) -> None:
+def report(trials: list[dict], wall: float, fit_wall: float, ray_start: float, slots: int,
+           sweep_span: tuple[float, float]) -> None:
     count = len(trials)
 
     def overhead(own: list[float]) -> tuple[float, float]:
@@ -116,6 +143,14 @@ def report(trials: list[dict], wall: float, fit_wall: float, ray_start: float, s
     print(f"  Ray's trial time beyond own time    {in_trials:7.3f} s/trial  (persisting checkpoints)")
     print(f"  the rest                            {per_trial - in_trials:7.3f} s/trial  (report round trips, "
           "trial start/end, worker start-up, driver, idle slots)")
+    gaps, first_start, last_end = worker_timeline(trials)
+    waits = sum(t["report_wait"] for t in trials)
+    print(f"    trials waiting in report calls    {waits / slots / count:7.3f} s/trial  "
+          f"({1000 * waits / count:.0f} ms per trial)")
+    print(f"    between trials on one worker      {gaps / slots / count:7.3f} s/trial")
+    print(f"    before the first trial starts     {(first_start - sweep_span[0]) / count:7.3f} s/trial  "
+          f"({first_start - sweep_span[0]:.2f} s: the runner, workers' start-up and imports)")
+    print(f"    after the last trial ends         {(sweep_span[1] - last_end) / count:7.3f} s/trial")
     print(f"  of which outside Tuner.fit          {(wall - fit_wall) / count:7.3f} s/trial")
     print(f"with own time = training + diagnostics only (evaluation, set-up counted as overhead): "
           f"ideal {narrow_ideal:.2f} s, {narrow:.3f} s/trial")

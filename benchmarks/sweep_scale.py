@@ -54,7 +54,7 @@ def trivial_trial(config: dict, epochs: int = 3) -> None:
         history.append(metrics)
         tune.report(metrics)
     final = {**history[-1], "final": True, "task": "classification", "train_time_s": 0.0,
-             "diagnostics_time_s": 0.0, "trial_time_s": time.perf_counter() - started}
+             "diagnostics_time_s": 0.0, "trial_time_s": time.perf_counter() - started, "done": True}
     with tempfile.TemporaryDirectory() as folder:
         Path(folder, EPOCHS_FILE).write_text(json.dumps(history))
         Path(folder, "checkpoint.pt").write_bytes(os.urandom(4096))

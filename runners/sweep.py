@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-every-s", type=float, default=CHECKPOINT_EVERY_S, metavar="SECONDS",
                         help="a trial checkpoints an epoch when skipping it would leave more than this many seconds "
                         f"of its work unsaved, and always at its end; 0: every epoch (default {CHECKPOINT_EVERY_S:g})")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also write TensorBoard event files in every trial folder (Ray's TBXLogger; it costs "
+                        "the driver milliseconds per report, so it is off by default; result.json and "
+                        "progress.csv are always written)")
     parser.add_argument("--reference", help="strategy the table tests the others against (default: goal, or the "
                         "space's first strategy if it has no goal); checked before the sweep starts")
     parser.add_argument("--data-root", action="append", metavar="DATASET=FOLDER",

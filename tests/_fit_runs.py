@@ -14,6 +14,7 @@ from pathlib import Path
 
 from goal_plugin.engine import fit
 from goal_plugin.engine.trainer import NONDETERMINISTIC_METRICS
+from goal_plugin.tune.trainable import TRIAL_TIMINGS
 from tests._analysis_fixtures import write_trial
 from tests._sequence_fixtures import write_mmsa, write_mult
 
@@ -75,7 +76,17 @@ def three_view_sweep(root: Path) -> Path:
 
 
 # --------------------------------------------------------------- kill and resume
-TIMINGS = frozenset(NONDETERMINISTIC_METRICS) | {"trial_time_s"}
+TIMINGS = frozenset(NONDETERMINISTIC_METRICS) | TRIAL_TIMINGS
+RAY_KEYS = frozenset({  # what Ray adds to every report
+    "timestamp", "date", "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "time_since_restore",
+    "iterations_since_restore", "training_iteration", "checkpoint_dir_name", "trial_id", "should_checkpoint",
+    "done", "config",
+})
+
+
+def deterministic_report(row: dict) -> dict:
+    """A trial's report in its ``result.json`` without Ray's keys and the timings."""
+    return {k: v for k, v in row.items() if k not in RAY_KEYS and k not in TIMINGS}
 
 
 def deterministic(results: dict) -> tuple[list[dict], dict]:

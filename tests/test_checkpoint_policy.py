@@ -14,14 +14,11 @@ from pathlib import Path
 import pytest
 from ray import tune
 
-from goal_plugin.engine import NONDETERMINISTIC_METRICS
 from goal_plugin.tune.trainable import CheckpointPolicy, train_trial
+from tests._fit_runs import deterministic_report
 
 CONFIG = {"dataset": "mfeat", "backbone": "mlp", "strategy": "goal", "epochs": 24, "batch_size": 64, "seed": 1,
           "diagnostics": False}
-RAY_KEYS = {"timestamp", "date", "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip",
-            "time_since_restore", "iterations_since_restore", "training_iteration", "checkpoint_dir_name",
-            "trial_id", "trial_time_s", "should_checkpoint", "done", "config"}
 
 
 class Clock:
@@ -77,10 +74,6 @@ def rows(trial_dir: Path) -> list[dict]:
     if not file.is_file():
         return []
     return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
-
-
-def deterministic(row: dict) -> dict:
-    return {k: v for k, v in row.items() if k not in RAY_KEYS and k not in NONDETERMINISTIC_METRICS}
 
 
 class KillBetweenCheckpoints(tune.Callback):
@@ -140,14 +133,14 @@ def test_trial_killed_between_checkpoints_resumes_to_the_numbers_of_an_uninterru
     by_epoch: dict[int, list[dict]] = {}
     for row in logged:
         if not row.get("final"):
-            by_epoch.setdefault(row["epoch"], []).append(deterministic(row))
+            by_epoch.setdefault(row["epoch"], []).append(deterministic_report(row))
     # The epochs after the newest checkpoint were trained again: reported twice, with equal numbers.
     assert len(by_epoch[killer.killed_at]) == 2
     assert all(reports.count(reports[0]) == len(reports) for reports in by_epoch.values())
-    expected = [deterministic(row) for row in reference_rows[:-1]]
+    expected = [deterministic_report(row) for row in reference_rows[:-1]]
     assert [reports[-1] for _, reports in sorted(by_epoch.items())] == expected
-    finals = [deterministic(row) for row in logged if row.get("final")]
-    assert finals == [deterministic(reference_rows[-1])]
+    finals = [deterministic_report(row) for row in logged if row.get("final")]
+    assert finals == [deterministic_report(reference_rows[-1])]
 
     # The analysis reads one row per epoch, the same as for the uninterrupted run.
     results = load_results([tmp_path / "killed"])

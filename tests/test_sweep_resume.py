@@ -145,9 +145,12 @@ def grid_reference(tmp_path_factory, ray_env):
     tmp = tmp_path_factory.mktemp("reference")
     space = tmp / "rek.yaml"
     space.write_text(yaml.safe_dump(GRID))
-    rc = ray_env.run([str(space), "--name", "rek", "--storage", str(tmp / "results")], tmp / "log")
+    # With TensorBoard's logger, which the experiments the tests kill (started without) must not get.
+    rc = ray_env.run([str(space), "--name", "rek", "--storage", str(tmp / "results"), "--tensorboard"], tmp / "log")
     assert rc == 0, (tmp / "log").read_text()
-    return space, tmp / "results" / "rek"
+    experiment = tmp / "results" / "rek"
+    assert all(list(trial.glob("events.out.tfevents.*")) for trial in trial_dirs(experiment))
+    return space, experiment
 
 
 def first_state(experiment: Path) -> bool:
@@ -192,6 +195,8 @@ def test_driver_killed_then_resumed_runs_every_cell_once(tmp_path, ray_env, grid
     assert trial_configs(experiment) == trial_configs(reference)  # every cell exactly once
     for name, rows in epochs_before.items():  # no epoch of a trial finished before the kill trained again
         assert epoch_rows(experiment / name) == rows
+    for trial in dirs:  # the resumed experiment keeps the loggers it started with
+        assert (trial / "progress.csv").is_file() and not list(trial.glob("events.out.tfevents.*")), trial.name
     pd.testing.assert_frame_equal(accuracy_rows(experiment), accuracy_rows(reference))
 
 
@@ -206,15 +211,18 @@ def keep_first_epochs(trial_dir: Path, epochs: int) -> None:
 def test_logs_a_killed_upload_left_short_are_completed_on_resume(tmp_path, ray_env, grid_reference):
     """Ray copies its state and the trials' logs into storage file by file: a driver
     killed in between leaves a state saying a trial finished beside a ``result.json``
-    without its last reports (Ray then never writes that log again). Made here by
-    cutting the logs of a finished sweep; the resume adds the reports back."""
+    without its last reports, or without its ``params.json`` (Ray then never writes
+    them again). Made here by cutting the files of a finished sweep; the resume adds
+    the reports and the configuration back."""
     space, reference = grid_reference
     experiment = tmp_path / "results" / "rek"
     shutil.copytree(reference, experiment)
     shutil.rmtree(experiment / "analysis")
-    no_final, short = trial_dirs(experiment)[:2]
+    no_final, short, no_params = trial_dirs(experiment)[:3]
     keep_first_epochs(no_final, GRID["base"]["epochs"])
     keep_first_epochs(short, 3)
+    # The copy of params.json cut before its rename (the store writes complete files only).
+    (no_params / "params.json").rename(no_params / ".params.json.x1y2z3")
 
     log = tmp_path / "resumed.log"
     rc = ray_env.run([str(space), "--name", "rek", "--storage", str(tmp_path / "results"), "--resume"], log)
@@ -222,6 +230,11 @@ def test_logs_a_killed_upload_left_short_are_completed_on_resume(tmp_path, ray_e
     assert rc == 0, output
     assert "4/4 trials finished" in output
     assert f"{no_final.name}: added 1 report(s)" in output and f"{short.name}: added 6 report(s)" in output
+    assert f"{no_params.name}: wrote its params.json" in output
+    assert json.loads((no_params / "params.json").read_text()) == json.loads(
+        (reference / no_params.name / "params.json").read_text()
+    )
+    assert trial_configs(experiment) == trial_configs(reference)
     for trial in trial_dirs(experiment):
         assert len(final_rows(trial)) == 1 and epoch_rows(trial) == GRID["base"]["epochs"], trial.name
     pd.testing.assert_frame_equal(accuracy_rows(experiment), accuracy_rows(reference))

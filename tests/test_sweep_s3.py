@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import boto3  # with moto[server], the test extra
+import numpy as np
 import pandas as pd
 import pyarrow.fs as pafs
 import pytest
@@ -116,7 +117,7 @@ def ray_env(s3):
     assert not left, "a sweep left Ray processes behind"
 
 
-def test_sweep_killed_mid_sweep_resumes_from_s3_and_analysis_reads_the_uri(tmp_path, s3, ray_env):
+def test_sweep_killed_mid_sweep_resumes_from_s3_and_analysis_reads_the_uri(tmp_path, s3, ray_env, monkeypatch):
     server, _ = s3
     space = tmp_path / "s3grid.yaml"
     space.write_text(yaml.safe_dump(GRID))
@@ -177,6 +178,26 @@ def test_sweep_killed_mid_sweep_resumes_from_s3_and_analysis_reads_the_uri(tmp_p
     )
     assert tables.returncode == 0, tables.stderr
     pd.testing.assert_frame_equal(accuracy_rows(tmp_path / "read"), expected)
+
+    # The feature maps read each chosen trial's checkpoint from the store: the same
+    # features as the uninterrupted local run's (deterministic training).
+    from goal_plugin.analysis import load_results
+    from goal_plugin.analysis.feature_maps import feature_maps
+
+    for key, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": server.endpoint}.items():
+        monkeypatch.setenv(key, value)
+    stored = feature_maps(load_results([f"{uri}/killed"]), seed=1)
+    local = feature_maps(load_results([str(reference)]), seed=1)
+    assert [m.method for m in stored] == [m.method for m in local] == ["goal", "none"]
+    for from_store, from_folder in zip(stored, local):
+        assert str(from_store.trial_folder).startswith(f"{uri}/killed/")
+        np.testing.assert_array_equal(from_store.features, from_folder.features)
+        np.testing.assert_array_equal(from_store.labels, from_folder.labels)
+    from goal_plugin.engine import CheckpointError
+    from goal_plugin.engine.features import split_features
+
+    with pytest.raises(CheckpointError, match=f"{uri}/killed/no_such_trial"):
+        split_features(f"{uri}/killed/no_such_trial")
 
 
 def test_analysis_reads_experiments_and_csvs_from_a_uri_as_from_folders(tmp_path, s3, monkeypatch):

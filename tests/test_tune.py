@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from goal_plugin.engine import NONDETERMINISTIC_METRICS
 from goal_plugin.tune import SweepSpecError, load_space, parse_space, run_sweep
 from goal_plugin.tune.searcher import CellSearcher
 from goal_plugin.tune.space import SPACES_DIR
+from tests._fit_runs import deterministic_report
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = [sys.executable, str(ROOT / "runners" / "sweep.py")]
@@ -180,24 +180,17 @@ def trial_dirs(experiment):
     return sorted(p for p in Path(experiment).iterdir() if (p / "params.json").is_file())
 
 
-def deterministic(row):
-    ray_keys = {"timestamp", "date", "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip",
-                "time_since_restore", "iterations_since_restore", "training_iteration", "checkpoint_dir_name",
-                "trial_id", "trial_time_s", "should_checkpoint", "done", "config"}
-    return {k: v for k, v in row.items() if k not in ray_keys and k not in NONDETERMINISTIC_METRICS}
-
-
 def epoch_history(trial_dir):
     by_epoch = {}
     for row in result_rows(trial_dir):
         if not row.get("final"):
-            by_epoch[row["epoch"]] = deterministic(row)
+            by_epoch[row["epoch"]] = deterministic_report(row)
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
 def final_row(trial_dir):
     finals = [row for row in result_rows(trial_dir) if row.get("final")]
-    return deterministic(finals[-1]) if finals else None
+    return deterministic_report(finals[-1]) if finals else None
 
 
 def run_cli(args, **kwargs):
@@ -397,6 +390,9 @@ def test_a_name_holding_another_space_is_refused(ray_address, tmp_path, as_uri):
     where = f"file://{storage}" if as_uri else str(storage)  # a URI goes through pyarrow, as s3:// would
     ran = run_cli([str(first), "--name", "exp", "--storage", where, "--address", ray_address, "--reference", "none"], timeout=600)
     assert ran.returncode == 0, ran.stdout + ran.stderr
+    (trial,) = trial_dirs(storage / "exp")
+    assert (trial / "result.json").is_file() and (trial / "progress.csv").is_file()
+    assert not list(trial.glob("events.out.tfevents.*"))  # TensorBoard's logger only with --tensorboard
     before = sorted(p.name for p in (storage / "exp").iterdir())
 
     other = write_space(tmp_path, "other", {"base": FAST, "grid": {"strategy": ["goal"]}})
@@ -405,12 +401,53 @@ def test_a_name_holding_another_space_is_refused(ray_address, tmp_path, as_uri):
     assert str(first) in refused.stderr and str(other) in refused.stderr and "Traceback" not in refused.stderr
     assert sorted(p.name for p in (storage / "exp").iterdir()) == before
 
+    with_tensorboard = run_cli([str(first), "--name", "exp", "--storage", where, "--address", ray_address,
+                                "--tensorboard"], timeout=300)
+    assert with_tensorboard.returncode == 2, with_tensorboard.stdout + with_tensorboard.stderr
+    assert with_tensorboard.stderr.startswith("error: --tensorboard: experiment ")
+    assert "keeps the loggers it started with" in with_tensorboard.stderr
+    assert sorted(p.name for p in (storage / "exp").iterdir()) == before
+
     copy = tmp_path / "copy.yaml"  # another file, the same space: the finished experiment is kept
     copy.write_text(first.read_text())
     again = run_cli([str(copy), "--name", "exp", "--storage", where, "--address", ray_address, "--reference", "none"], timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "1/1 trials finished; this run took" in again.stdout
     assert "the trials it trained 0.0 s" in again.stdout and "overhead" not in again.stdout
+
+
+def test_a_trial_s_reports_reach_the_driver_in_batches_and_are_all_logged(ray_address, tmp_path, monkeypatch):
+    """The sweep's result buffering: Ray's controller handles a batch of reports in one
+    step (one round trip to the trial), and every report still reaches result.json in order."""
+    from ray import tune
+
+    from goal_plugin.tune.runner import RESULT_BUFFERING
+    from goal_plugin.tune.trainable import train_trial
+
+    class Deliveries(tune.Callback):
+        def __init__(self):
+            self.steps: list[int] = []
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            self.steps.append(iteration)
+
+    for key, value in RESULT_BUFFERING.items():
+        monkeypatch.setenv(key, value)
+    epochs = 24
+    deliveries = Deliveries()
+    grid = tune.Tuner(
+        tune.with_resources(train_trial, {"cpu": 1}),
+        param_space={**FAST, "epochs": epochs, "strategy": "goal"},
+        run_config=tune.RunConfig(name="buffered", storage_path=str(tmp_path), verbose=0, callbacks=[deliveries]),
+    ).fit()
+    assert grid.errors == []
+    assert len(deliveries.steps) == epochs + 1
+    # 10 reports per batch at most (or 10 s of them), the final one ends a batch: 3 here
+    # (more on a machine slow enough for 10 epochs to take 10 s); one step per report unbuffered.
+    assert len(set(deliveries.steps)) <= 5
+    rows = result_rows(trial_dirs(tmp_path / "buffered")[0])
+    assert [row.get("epoch") for row in rows[:-1]] == list(range(epochs)) and rows[-1]["final"]
+    assert rows[-1]["done"] and rows[-1]["checkpoint_dir_name"]
 
 
 def test_killed_trials_leave_no_working_folder(tmp_path, monkeypatch):

@@ -12,8 +12,9 @@ fewer than the samples, PCA initialisation, ``random_state`` 0) or, with
 figure ``features`` has a panel per (unit, method), a colour and marker per class.
 
 Only classification trials have classes to colour; the trials must come from Ray
-experiment folders that hold their checkpoints (a tidy CSV has no model). A sweep
-whose data moved since training reads them from ``data_root``.
+experiment folders that hold their checkpoints (a tidy CSV has no model), local or
+in storage (a URI: each chosen trial's configuration and newest checkpoint are
+fetched). A sweep whose data moved since training reads them from ``data_root``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
+from goal_plugin import uris
 from goal_plugin.analysis.errors import AnalysisError, output_folder
 from goal_plugin.analysis.loading import TABLE_KEYS, Results
 from goal_plugin.analysis.metrics import trial_tasks
@@ -56,7 +58,7 @@ class FeatureMap:
     backbone: str
     method: str
     seed: int
-    trial_folder: Path
+    trial_folder: Path | str  # a local folder, or the URI of one in storage
     features: np.ndarray  # (N, sum of the feature widths): the fusion module's input
     labels: np.ndarray  # (N,) classes
     points: np.ndarray  # (N, 2): the embedding of ``features``
@@ -100,7 +102,8 @@ def feature_maps(
         features = read.fused().numpy()
         maps.append(
             FeatureMap(
-                row["dataset"], row["backbone"], row["method"], int(row["seed"]), Path(folder),
+                row["dataset"], row["backbone"], row["method"], int(row["seed"]),
+                folder if uris.is_uri(folder) else Path(folder),
                 features, read.labels.numpy(), reduce(features),
             )
         )  # fmt: skip

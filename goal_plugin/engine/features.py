@@ -10,7 +10,10 @@ one of
 * a sweep trial's folder (``params.json`` and Ray's ``checkpoint_<n>/`` folders:
   the highest ``<n>`` that holds ``checkpoint.pt``);
 * a checkpoint file or folder inside either (the configuration is read from the
-  folder above it).
+  folder above it);
+* the URI of a sweep trial's folder in storage (``s3://...``, anything
+  ``goal_plugin.uris`` opens): its configuration and newest checkpoint are
+  copied to a temporary folder and read from there.
 
 The checkpoint must hold the run's last epoch (a finished run's model), written
 by the stored configuration (its fingerprint) under the evaluation protocol the
@@ -25,11 +28,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
+from goal_plugin import uris
 from goal_plugin.data import DataError
 from goal_plugin.data.base import SPLITS
 from goal_plugin.engine import checkpoint as ckpt
@@ -72,6 +77,13 @@ def split_features(
     configuration, the data), each naming the file or the key."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if uris.is_uri(os.fspath(source)):
+        uri = os.fspath(source)
+        with tempfile.TemporaryDirectory(prefix="goal_plugin_trial_") as local:
+            try:
+                return split_features(_fetch_trial(uri, Path(local)), split, data_root=data_root, device=device)
+            except (ckpt.CheckpointError, ConfigError) as error:  # name the stored files, not the copies
+                raise type(error)(str(error).replace(local, uris.split_query(uri)[0])) from None
     config_file, checkpoint_file = locate_run(Path(source))
     stored = _stored_config(config_file)
     overrides = {
@@ -122,6 +134,40 @@ def locate_run(source: Path) -> tuple[Path, Path]:
         f"no {RUN_CONFIG} (a training run's folder) or {TRIAL_CONFIG} (a sweep trial's folder) in "
         f"{str(folder)!r}: the configuration of {str(checkpoint_file)!r} is not known"
     )
+
+
+def _fetch_trial(uri: str, into: Path) -> Path:
+    """Copy what ``locate_run`` reads of the sweep trial at ``uri`` into ``into``: its
+    configuration and the newest ``checkpoint_<n>/`` that holds the engine's checkpoint."""
+    import pyarrow.fs as pafs
+
+    try:
+        filesystem, root = uris.open_uri(uri)
+        root = root.rstrip("/")
+        entries = filesystem.get_file_info(pafs.FileSelector(root))
+        numbered = sorted(
+            ((int(match[1]), entry.base_name) for entry in entries
+             if entry.type == pafs.FileType.Directory and (match := RAY_CHECKPOINT.fullmatch(entry.base_name))),
+            reverse=True,
+        )  # fmt: skip
+        newest = next(
+            (name for _, name in numbered
+             if filesystem.get_file_info(f"{root}/{name}/{ckpt.FILENAME}").type == pafs.FileType.File),
+            None,
+        )  # fmt: skip
+        if newest is None:
+            raise ckpt.CheckpointError(f"no checkpoint in {uri!r}: no checkpoint_<n>/{ckpt.FILENAME} (a sweep trial's folder)")
+        if not any(entry.base_name == TRIAL_CONFIG and entry.type == pafs.FileType.File for entry in entries):
+            raise ckpt.CheckpointError(f"no {TRIAL_CONFIG} in {uri!r}: not a sweep trial's folder")
+        (into / newest).mkdir()
+        for name in (TRIAL_CONFIG, f"{newest}/{ckpt.FILENAME}"):
+            pafs.copy_files(f"{root}/{name}", str(into / name), source_filesystem=filesystem,
+                            destination_filesystem=pafs.LocalFileSystem())
+    except ValueError as error:  # open_uri: the store cannot be used
+        raise ckpt.CheckpointError(f"{uri}: {error}") from None
+    except OSError as error:
+        raise ckpt.CheckpointError(f"{uri}: {uris.reason(error)}") from None
+    return into
 
 
 def _newest_checkpoint(folder: Path) -> Path:

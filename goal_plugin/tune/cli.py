@@ -41,6 +41,7 @@ def main_sweep(args: argparse.Namespace) -> int:
             max_failures=args.max_failures,
             checkpoint_every_s=args.checkpoint_every_s,
             workers_per_trial=args.workers_per_trial,
+            tensorboard=args.tensorboard,
         )
     except (SweepSpecError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -164,6 +165,8 @@ def resume_command(args: argparse.Namespace, outcome: SweepOutcome) -> str:
         words += ["--max-failures", str(args.max_failures)]
     if args.checkpoint_every_s != CHECKPOINT_EVERY_S:
         words += ["--checkpoint-every-s", f"{args.checkpoint_every_s:g}"]
+    if args.tensorboard:
+        words.append("--tensorboard")
     if args.reference is not None:
         words += ["--reference", args.reference]
     for value in args.data_root or ():

@@ -1,17 +1,20 @@
-"""Complete the trials' ``result.json`` files from their final checkpoints.
+"""Complete the trials' ``result.json`` and ``params.json`` files after a killed driver.
 
-Ray's driver keeps each trial's log (``result.json``, one row per report) and the
+Ray's driver keeps each trial's log (``result.json``, one row per report), its
+configuration (``params.json``, written when the trial starts) and the
 experiment state in a staging folder and copies them into storage file by file,
 concurrently. A driver killed during that copy can leave a state that says a
 trial finished beside a log that lacks its last reports, the final one
-included; after the resume Ray keeps that trial as finished and never writes its
-log again. A trial resumed from a checkpoint newer than its stored log leaves a
-gap of epochs the same way. Either makes the analysis count a finished trial as
-unfinished, or plot curves with holes.
+included, or beside no ``params.json`` at all; after the resume Ray keeps that
+trial as finished and never writes either file again. A trial resumed from a
+checkpoint newer than its stored log leaves a gap of epochs the same way. Any
+of these makes the analysis count a finished trial as unfinished, skip it, or
+plot curves with holes.
 
-Ray's state holds each trial's final report, and every finished trial's last
-checkpoint holds every epoch's report (``epochs.json``), so after ``Tuner.fit``
-has saved its state, the rows a log lacks are appended from there. The epoch rows carry
+Ray's state holds each trial's configuration and final report, and every
+finished trial's last checkpoint holds every epoch's report (``epochs.json``), so
+after ``Tuner.fit`` has saved its state, a missing ``params.json`` is written from
+the configuration and the rows a log lacks are appended. The epoch rows carry
 ``"restored_from_checkpoint": true``, as they lack the bookkeeping keys that Ray
 adds to each report (time, iteration, node).
 """
@@ -24,12 +27,24 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 RESULT_FILE = "result.json"
+PARAMS_FILE = "params.json"
 EPOCHS_FILE = "epochs.json"  # written by the trainable into its final checkpoint
 
 
 def complete_result_logs(results: Iterable, echo: Callable[[str], None]) -> None:
-    """Append to each finished trial's ``result.json`` the reports it lacks (see the module docstring)."""
+    """Write each trial's missing ``params.json``, and append to each finished trial's
+    ``result.json`` the reports it lacks (see the module docstring)."""
+    import pyarrow.fs as pafs
+
     for result in results:
+        params_path = posixpath.join(result.path, PARAMS_FILE)
+        if result.config is not None and result.filesystem.get_file_info(params_path).type != pafs.FileType.File:
+            with result.filesystem.open_output_stream(params_path) as stream:  # as Ray's JSON logger writes it
+                stream.write(json.dumps(result.config, indent=2, sort_keys=True, default=str).encode())
+            echo(
+                f"{posixpath.basename(result.path)}: wrote its {PARAMS_FILE}, which the stopped driver had not "
+                "saved (from the trial's configuration in Ray's state)"
+            )
         if result.error is not None or not (result.metrics or {}).get("final") or result.checkpoint is None:
             continue
         log_path = posixpath.join(result.path, RESULT_FILE)

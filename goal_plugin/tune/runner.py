@@ -54,6 +54,16 @@ ENVIRONMENT = {
 DEFAULT_MAX_FAILURES = 2
 SPACE_RECORD = "space.json"  # read by goal_plugin.analysis.loading too
 MAX_PENDING_TRIALS = 200  # Ray's own default for its grid generator
+RESULT_FILES = ("csv", "json")  # progress.csv and result.json in every trial folder
+# A trial's reports reach the driver in batches of up to 10, or every 10 s, or with a
+# checkpoint, or at its end: one round trip instead of one per epoch. Ray 2.60 hands
+# the length and the time to Trainable.train_buffered in each other's place, so
+# both are the same number; a value set in the environment wins (LENGTH=1: off).
+RESULT_BUFFERING = {
+    "TUNE_RESULT_BUFFER_LENGTH": "10",
+    "TUNE_RESULT_BUFFER_MIN_TIME_S": "10",
+    "TUNE_RESULT_BUFFER_MAX_TIME_S": "10",
+}
 
 
 def set_ray_environment() -> None:
@@ -125,7 +135,8 @@ def _read_text(filesystem, path: str) -> str:
         return stream.read().decode()
 
 
-def _check_same_space(experiment: str, filesystem, path: str, record: dict[str, Any]) -> None:
+def _check_same_space(experiment: str, filesystem, path: str, record: dict[str, Any]) -> dict[str, Any]:
+    """The record the experiment was started with; refused when its space differs."""
     try:
         stored = json.loads(_read_text(filesystem, f"{path}/{SPACE_RECORD}"))
         same = stored["fingerprint"] == record["fingerprint"]
@@ -139,6 +150,7 @@ def _check_same_space(experiment: str, filesystem, path: str, record: dict[str, 
             f"experiment {experiment} was started from {stored.get('source')}, whose space differs from "
             f"{record['source']}; give another --name (or the same space) to continue it"
         )
+    return stored
 
 
 def _write_space_record(experiment: str, filesystem, path: str, record: dict[str, Any]) -> None:
@@ -180,6 +192,7 @@ def run_sweep(
     checkpoint_every_s: float = CHECKPOINT_EVERY_S,
     echo: Callable[[str], None] = print,
     workers_per_trial: int | None = None,
+    tensorboard: bool = False,
 ) -> SweepOutcome:
     check_options(cpus_per_trial, gpus_per_trial, max_concurrent, max_failures, checkpoint_every_s, workers_per_trial)
     if resume and name is None:
@@ -188,7 +201,7 @@ def run_sweep(
     gpus = gpus_per_trial if gpus_per_trial is not None else spec.resources["gpu"]
     # workers > 1: DDP through Ray Train (see distributed.py); cpus and gpus are then per worker
     workers = workers_per_trial if workers_per_trial is not None else int(spec.resources.get("workers", 1))
-    record = space_record(spec)
+    record = {**space_record(spec), "loggers": [*RESULT_FILES, *(["tensorboard"] if tensorboard else [])]}
     if gpus > 0 and "device" not in spec.base:
         spec = spec.with_overrides(device="cuda")
     name = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -196,8 +209,9 @@ def run_sweep(
     filesystem = where.filesystem
     experiment_path, experiment_fs_path = where.experiment(name)
     existed = _experiment_exists(filesystem, experiment_fs_path)
+    started_with = record
     if existed:
-        _check_same_space(experiment_path, filesystem, experiment_fs_path, record)
+        started_with = _check_same_space(experiment_path, filesystem, experiment_fs_path, record)
     elif resume:
         raise ValueError(f"nothing to resume: no experiment at {experiment_path}")
     if not existed:  # recorded before Ray starts: a driver killed at any moment leaves a folder to resume
@@ -235,6 +249,14 @@ def run_sweep(
         max_concurrent = concurrent_trials(workers, cpus, gpus, cluster)
     started, started_at = time.monotonic(), time.time()
     if tune.Tuner.can_restore(experiment_fs_path, storage_filesystem=filesystem):
+        # Ray restores the loggers the experiment started with; one started before they
+        # were recorded has Ray's default ones, which Ray adds again itself.
+        loggers = started_with.get("loggers")
+        if tensorboard and loggers is not None and "tensorboard" not in loggers:
+            raise ValueError(
+                f"--tensorboard: experiment {experiment_path} was started without TensorBoard logs, "
+                "and a resumed experiment keeps the loggers it started with"
+            )
         echo(f"resuming experiment {experiment_path}: finished trials are kept, the rest continue")
         tuner = tune.Tuner.restore(
             experiment_fs_path,
@@ -244,7 +266,9 @@ def run_sweep(
             storage_filesystem=filesystem,
         )
     else:
+        loggers = record["loggers"]
         if existed:
+            _write_space_record(experiment_path, filesystem, experiment_fs_path, record)
             echo(f"no saved state in {experiment_path} yet: starting the experiment from the beginning")
         else:
             echo(
@@ -263,19 +287,30 @@ def run_sweep(
                 # may lag a report or two behind, and must find the checkpoint it names.
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=3),
                 verbose=0,
-                callbacks=[progress],
+                callbacks=[progress, *_logger_callbacks(loggers)],
             ),
         )
     # Ray keeps a single trial pending for a custom searcher, which serialises the
     # sweep; like its own grid generator, keep enough pending for Ray's scheduler to
     # fill every node (at most one round of the grid, so a study sees earlier rounds).
     pending = max_concurrent or min(len(spec.cells), MAX_PENDING_TRIALS)
-    with _environment(TUNE_MAX_PENDING_TRIALS_PG=str(pending)):
+    settings = {key: value for key, value in RESULT_BUFFERING.items() if key not in os.environ}
+    if loggers is not None:  # Ray would add its TensorBoard logger to the ones the experiment has
+        settings["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    with _environment(TUNE_MAX_PENDING_TRIALS_PG=str(pending), **settings):
         grid = tuner.fit()
     wall = time.monotonic() - started
     complete_result_logs(grid, echo)
     _drop_forgotten_trials(grid, filesystem, experiment_fs_path, echo)
     return _outcome(grid, spec, where, experiment_path, wall, started_at)
+
+
+def _logger_callbacks(names: list[str]) -> list:
+    """Ray's result loggers by name; TensorBoard's costs the driver milliseconds per report."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+
+    classes = {"csv": CSVLoggerCallback, "json": JsonLoggerCallback, "tensorboard": TBXLoggerCallback}
+    return [classes[name]() for name in names]
 
 
 def _tune_config(spec: SweepSpec, max_concurrent: int | None, trial_name, trial_dirname, *, joined: bool):

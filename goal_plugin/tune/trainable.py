@@ -10,7 +10,9 @@ it trains again are reported again with the same numbers (the analysis keeps
 one row per epoch). The last report carries ``final: True``,
 the end-of-training diagnostics, ``trial_time_s`` (the trial's own time in this
 attempt: set-up, training, evaluation, diagnostics, everything but the time
-spent in Ray's report calls, for measuring Ray's overhead). It is checkpointed too,
+spent in Ray's report calls, for measuring Ray's overhead), ``report_wait_s``
+(that time in Ray's report calls) and the attempt's wall-clock start and end
+(``trial_started_at``, ``trial_ended_at``). It is checkpointed too,
 with ``final.json`` (so a finished trial that Ray restores only repeats that
 report) and ``epochs.json`` (every epoch's report, from which ``result_log.py``
 completes a log that a killed driver left short).
@@ -46,6 +48,8 @@ from goal_plugin.tune.result_log import EPOCHS_FILE
 
 FINAL_FILE = "final.json"
 WORKDIR_PREFIX = "goal_plugin_trial_"
+# The final report's timings of the attempt, which differ between two runs of the same trial.
+TRIAL_TIMINGS = frozenset({"trial_time_s", "report_wait_s", "trial_started_at", "trial_ended_at"})
 CHECKPOINT_EVERY_S = 60.0  # default: a trial that dies loses at most a minute of work
 _RAY_CHECKPOINT = re.compile(r"checkpoint_(\d+)")
 
@@ -87,7 +91,7 @@ def check_checkpoint_every_s(value: float) -> float:
 def train_trial(config: dict[str, Any], checkpoint_every_s: float = CHECKPOINT_EVERY_S) -> None:
     from ray import tune
 
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     policy = CheckpointPolicy(checkpoint_every_s)
     in_ray_s = 0.0  # time spent inside tune.report: Ray's, not the trial's own
 
@@ -120,7 +124,15 @@ def train_trial(config: dict[str, Any], checkpoint_every_s: float = CHECKPOINT_E
             checkpoint_dir = resume_from
         (checkpoint_dir / EPOCHS_FILE).write_text(json.dumps(results["history"], default=str))
         own_s = time.perf_counter() - started - in_ray_s
-        final = {**results["final"], "final": True, "trial_time_s": own_s}
+        final = {
+            **results["final"],
+            "final": True,
+            "trial_time_s": own_s,
+            "report_wait_s": in_ray_s,
+            "trial_started_at": started_at,
+            "trial_ended_at": time.time(),
+            "done": True,  # Ray stops the trial on this report instead of asking for another
+        }
         (checkpoint_dir / FINAL_FILE).write_text(json.dumps(final, default=str))
         report(final, tune.Checkpoint.from_directory(str(checkpoint_dir)))
     finally:
