@@ -94,17 +94,23 @@ def start_private_ray(temp_dir: Path, num_cpus: int = 2) -> str:
 
 
 @pytest.fixture(scope="session")
-def ray_address():
+def ray_temp_dir():
+    """The temp dir of the test cluster (``ray_address``): its processes name it."""
     # Short and private: Ray's socket paths under it must stay below 107 bytes.
     temp_dir = Path(tempfile.mkdtemp(prefix="goal_plugin_tests_ray_", dir="/tmp"))
-    address = start_private_ray(temp_dir)
+    yield temp_dir
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ray_address(ray_temp_dir):
+    address = start_private_ray(ray_temp_dir)
     import ray
 
     ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     yield address
     ray.shutdown()
-    left = end_processes(ray_processes(temp_dir))
-    shutil.rmtree(temp_dir, ignore_errors=True)
+    left = end_processes(ray_processes(ray_temp_dir))
     assert not left, f"Ray processes of the test cluster left behind: {left}"
     token = Path.home() / ".ray" / "auth_token"
     assert not token.exists(), f"Ray wrote an authentication token to {token}"

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from goal_plugin.engine import (
     resolve_config,
 )
 from goal_plugin.engine.trainer import _loader, prepare, train_step
+from tests.conftest import ray_processes
 
 ROOT = Path(__file__).resolve().parents[1]
 # AL on mfeat (two modalities); 1200 training samples in batches of 64: the last batch
@@ -217,30 +219,84 @@ def _fit_rank(rank: int, world_size: int, init_file: str, out: str, resume: bool
 
 
 # ------------------------------------------------------------------ in the sweep
-def test_a_sweep_with_two_workers_per_trial_ends_with_the_numbers_of_the_engine_run(ray_address, tmp_path, two_workers):
-    base = {key: value for key, value in CONFIG.items() if key != "strategy"}
+KILLED_SWEEP = {**CONFIG, "epochs": 16}  # long enough to kill a worker between checkpoints
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """An uninterrupted 2-worker engine run of KILLED_SWEEP's trial: its metrics."""
+    root = tmp_path_factory.mktemp("ddp_long")
+    _wait(_launch(root / "run", root / "init", config=KILLED_SWEEP))
+    return json.loads((root / "run" / "metrics.json").read_text())
+
+
+def _rows(experiment: Path) -> list[dict]:
+    """The complete reports in the trial's result.json so far."""
+    rows = []
+    for log in experiment.glob("*/result.json"):
+        for line in log.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:  # a line being written
+                continue
+    return rows
+
+
+def _train_workers(ray_temp_dir: Path) -> list[int]:
+    """PIDs of the Ray Train workers of the test cluster (and of no other Ray)."""
+    pids = []
+    for pid in ray_processes(ray_temp_dir):
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::RayTrainWorker"):
+                pids.append(pid)
+        except OSError:
+            continue
+    return pids
+
+
+def test_a_two_worker_trial_whose_worker_is_killed_resumes_to_the_numbers_of_the_engine_run(
+    ray_address, ray_temp_dir, tmp_path, uninterrupted
+):
+    """The sweep's path: Ray Train's worker group fails, Tune retries the trial, the new
+    TorchTrainer restores the Train run from its newest checkpoint and finishes it."""
+    base = {key: value for key, value in KILLED_SWEEP.items() if key != "strategy"}
     space = tmp_path / "space.yaml"  # JSON is YAML
     space.write_text(json.dumps({"name": "ddp", "base": base, "grid": {"strategy": ["al"], "seed": [0]}}))
-    command = [sys.executable, str(ROOT / "runners" / "sweep.py"), str(space), "--address", ray_address]
-    result = subprocess.run(
-        [*command, "--storage", str(tmp_path / "results"), "--name", "ddp", "--workers-per-trial", "2"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    experiment = tmp_path / "results" / "ddp"
+    driver = subprocess.Popen(
+        [sys.executable, str(ROOT / "runners" / "sweep.py"), str(space), "--address", ray_address,
+         "--storage", str(tmp_path / "results"), "--name", "ddp", "--workers-per-trial", "2",
+         "--checkpoint-every-s", "0"],  # every epoch: the retry resumes from one
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    [log] = (tmp_path / "results" / "ddp").glob("*/result.json")
-    final = json.loads(log.read_text().splitlines()[-1])
+    killed = None
+    deadline = time.monotonic() + 300
+    while killed is None and driver.poll() is None and time.monotonic() < deadline:
+        # Rank 0's reports reach the trial's log after their checkpoints are stored.
+        reported = [row.get("epoch", -1) for row in _rows(experiment) if not row.get("final")]
+        if reported and 3 <= max(reported) < KILLED_SWEEP["epochs"] - 3 and (workers := _train_workers(ray_temp_dir)):
+            killed = workers[-1]
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.02)
+    output, _ = driver.communicate(timeout=600)
+    assert killed is not None, "no worker was killed between checkpoints:\n" + output[-3000:]
+    assert driver.returncode == 0, output[-3000:]
+    assert "1/1 trials finished" in output, output[-3000:]
+    rows = _rows(experiment)
+    assert "retrying al_mfeat_s0_T1: its Train run continues from its newest checkpoint" in output
+    epochs = [row["epoch"] for row in rows if not row.get("final")]
+    # Every epoch is logged (one that the kill kept from the log, from the Train run's last
+    # checkpoint), and the first epochs were not trained again: resumed, not restarted.
+    assert sorted(set(epochs)) == list(range(KILLED_SWEEP["epochs"])) and epochs.count(0) == 1, epochs
+    final = rows[-1]
     assert final["final"] is True
-    _, expected = _deterministic(json.loads((two_workers / "metrics.json").read_text()))
+    _, expected = _deterministic(uninterrupted)
     # Ray's workers run one intra-op thread each (OMP_NUM_THREADS), the processes above the
     # default: sums are ordered differently, so the numbers agree to rounding.
     numbers = [key for key, value in expected.items() if isinstance(value, float)]
     assert {"train_loss", "val_acc", "test_acc", "weight_pix", "weight_fou"} <= set(numbers)
     for key in numbers:
         assert final[key] == pytest.approx(expected[key], rel=1e-5, abs=1e-6), key
-    assert list(log.parent.glob("ddp/checkpoint_*/checkpoint.pt"))  # rank 0 checkpointed in the trial's folder
 
 
 def test_trials_the_cluster_can_never_run_are_refused_before_they_start(ray_address):

@@ -128,3 +128,17 @@ def test_the_feature_pickle_datasets_need_a_data_root_and_are_checked(tmp_path, 
     assert _sweep_cli().main([str(path), "--data-root", str(tmp_path / "MOSI"), "--check-data"]) == 0
     assert "every file of 3 split(s) opened" in capsys.readouterr().out
     assert not (tmp_path / "results").exists()
+
+
+def test_a_manifest_given_by_its_absolute_path_needs_no_data_root(tmp_path):
+    from goal_plugin.tune import parse_space
+    from goal_plugin.tune.cli import check_data_roots_given
+
+    def space(manifest: str):
+        return parse_space({"name": "own", "base": {"dataset": "files", "dataset_options": {"manifest": manifest}},
+                            "grid": {"seed": [0]}}, source="own.yaml")
+
+    check_data_roots_given(space(str(tmp_path / "manifest.csv")))
+    # A relative one is relative to the data_root (the trials run in folders of their own).
+    with pytest.raises(ValueError, match=r"^files: no data_root in own.yaml; give --data-root files=FOLDER$"):
+        check_data_roots_given(space("manifest.csv"))

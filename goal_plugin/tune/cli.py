@@ -105,8 +105,17 @@ def parse_data_roots(spec, values: list[str]) -> dict[str, str]:
 
 
 def check_data_roots_given(spec) -> None:
-    """Every dataset read from files has a folder, before any trial is started."""
-    rootless = sorted({c.config["dataset"] for c in spec.cells if c.config.get("data_root") is None and _file_backed(c.config["dataset"])})
+    """Every dataset read from files has a folder, before any trial is started. A manifest
+    given by its absolute path (dataset ``files``) names its files itself: the trials run in
+    other folders, so a relative one needs the data_root it is relative to."""
+
+    def located(config) -> bool:
+        manifest = (config.get("dataset_options") or {}).get("manifest")
+        return config.get("data_root") is not None or (
+            isinstance(manifest, str) and Path(manifest).expanduser().is_absolute()
+        )
+
+    rootless = sorted({c.config["dataset"] for c in spec.cells if not located(c.config) and _file_backed(c.config["dataset"])})
     if rootless:
         given = " ".join(f"--data-root {name}=FOLDER" for name in rootless)
         raise ValueError(f"{', '.join(rootless)}: no data_root in {spec.source}; give {given}")

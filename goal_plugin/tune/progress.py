@@ -46,8 +46,11 @@ class ProgressCallback(Callback):
     ``metric``, elapsed time and an estimate of the remaining time. Pickled with
     the experiment; ``setup`` restarts the clock when a sweep is resumed."""
 
-    def __init__(self, total: int, metric: str, mode: str, echo: Callable[[str], None] = print):
+    def __init__(
+        self, total: int, metric: str, mode: str, echo: Callable[[str], None] = print, *, train_runs: bool = False
+    ):
         self.total, self.metric, self.mode, self.echo = total, metric, mode, echo
+        self.train_runs = train_runs  # trials of several workers: Ray Train checkpoints them, not Tune
         self.setup()
 
     def setup(self, **info) -> None:
@@ -65,7 +68,9 @@ class ProgressCallback(Callback):
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         self.last_news = time.monotonic()
         epoch = _epoch_of(trial)
-        if epoch is None:
+        if epoch is None and getattr(self, "train_runs", False):  # pickled before train_runs existed: False
+            self.echo(f"  retrying {trial_name(trial)}: its Train run continues from its newest checkpoint")
+        elif epoch is None:
             self.echo(f"  restarting {trial_name(trial)} from scratch: it failed before its first checkpoint")
         else:
             self.echo(f"  retrying {trial_name(trial)} from its checkpoint after epoch {epoch}")

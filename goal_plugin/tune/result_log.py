@@ -12,7 +12,8 @@ of these makes the analysis count a finished trial as unfinished, skip it, or
 plot curves with holes.
 
 Ray's state holds each trial's configuration and final report, and every
-finished trial's last checkpoint holds every epoch's report (``epochs.json``), so
+finished trial's last checkpoint (for a trial of several workers, its Train
+run's last) holds every epoch's report (``epochs.json``), so
 after ``Tuner.fit`` has saved its state, a missing ``params.json`` is written from
 the configuration and the rows a log lacks are appended. The epoch rows carry
 ``"restored_from_checkpoint": true``, as they lack the bookkeeping keys that Ray
@@ -29,6 +30,9 @@ from typing import Any
 RESULT_FILE = "result.json"
 PARAMS_FILE = "params.json"
 EPOCHS_FILE = "epochs.json"  # written by the trainable into its final checkpoint
+# A trial of several workers has no Tune checkpoint: Ray Train's TuneReportCallback
+# passes on the path of its run's checkpoint (on the trial's storage) under this key.
+TRAIN_CHECKPOINT_KEY = "checkpoint_path"
 
 
 def complete_result_logs(results: Iterable, echo: Callable[[str], None]) -> None:
@@ -45,11 +49,17 @@ def complete_result_logs(results: Iterable, echo: Callable[[str], None]) -> None
                 f"{posixpath.basename(result.path)}: wrote its {PARAMS_FILE}, which the stopped driver had not "
                 "saved (from the trial's configuration in Ray's state)"
             )
-        if result.error is not None or not (result.metrics or {}).get("final") or result.checkpoint is None:
+        metrics = result.metrics or {}
+        checkpoint = result.checkpoint
+        if checkpoint is None and isinstance(metrics.get(TRAIN_CHECKPOINT_KEY), str):
+            from ray import tune
+
+            checkpoint = tune.Checkpoint(metrics[TRAIN_CHECKPOINT_KEY], filesystem=result.filesystem)
+        if result.error is not None or not metrics.get("final") or checkpoint is None:
             continue
         log_path = posixpath.join(result.path, RESULT_FILE)
         rows = _read_rows(result.filesystem, log_path)
-        missing = missing_rows(rows, result.checkpoint, result.metrics)
+        missing = missing_rows(rows, checkpoint, metrics)
         if missing:
             _write_rows(result.filesystem, log_path, rows + missing)
             echo(

@@ -15,6 +15,11 @@
   added back from the trial's last checkpoint (see ``result_log.py``).
 * The space is recorded in ``<experiment>/space.json`` before anything runs; a
   ``--name`` that holds another space is refused.
+* A trial's reports reach the driver in batches (``RESULT_BUFFERING``), and its
+  final report ends it. Each trial folder gets ``result.json`` and
+  ``progress.csv``; TensorBoard's event files only with ``tensorboard=True``
+  (its logger costs the driver milliseconds per report). The loggers are
+  recorded in ``space.json``, and a resumed experiment keeps them.
 * Ray's resource scheduling decides how many trials run at once, so nodes that
   join the cluster later get trials; ``--max-concurrent`` caps it.
 * ``--address auto`` joins a running Ray cluster (``ray start --head``);
@@ -231,7 +236,7 @@ def run_sweep(
     mode = spec.search.mode if spec.search else "max"
     from goal_plugin.tune.progress import ProgressCallback, trial_dirname, trial_name
 
-    progress = ProgressCallback(spec.total_trials, metric, mode, echo)
+    progress = ProgressCallback(spec.total_trials, metric, mode, echo, train_runs=workers > 1)
     from goal_plugin.tune.distributed import concurrent_trials, sweep_trainable
 
     cluster = ray.cluster_resources()
