@@ -30,9 +30,6 @@ from typing import Any
 RESULT_FILE = "result.json"
 PARAMS_FILE = "params.json"
 EPOCHS_FILE = "epochs.json"  # written by the trainable into its final checkpoint
-# A trial of several workers has no Tune checkpoint: Ray Train's TuneReportCallback
-# passes on the path of its run's checkpoint (on the trial's storage) under this key.
-TRAIN_CHECKPOINT_KEY = "checkpoint_path"
 
 
 def complete_result_logs(results: Iterable, echo: Callable[[str], None]) -> None:
@@ -50,11 +47,7 @@ def complete_result_logs(results: Iterable, echo: Callable[[str], None]) -> None
                 "saved (from the trial's configuration in Ray's state)"
             )
         metrics = result.metrics or {}
-        checkpoint = result.checkpoint
-        if checkpoint is None and isinstance(metrics.get(TRAIN_CHECKPOINT_KEY), str):
-            from ray import tune
-
-            checkpoint = tune.Checkpoint(metrics[TRAIN_CHECKPOINT_KEY], filesystem=result.filesystem)
+        checkpoint = result.checkpoint or _train_run_checkpoint(result)
         if result.error is not None or not metrics.get("final") or checkpoint is None:
             continue
         log_path = posixpath.join(result.path, RESULT_FILE)
@@ -66,6 +59,16 @@ def complete_result_logs(results: Iterable, echo: Callable[[str], None]) -> None
                 f"{posixpath.basename(result.path)}: added {len(missing)} report(s) to its {RESULT_FILE} "
                 "that the stopped driver had not saved (from the trial's last checkpoint)"
             )
+
+
+def _train_run_checkpoint(result):
+    """A trial of several workers has no Tune checkpoint: Ray Train's ``TuneReportCallback``
+    passes on the path of its run's checkpoint (on the trial's storage) with each report."""
+    from ray import tune
+    from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
+
+    path = (result.metrics or {}).get(CHECKPOINT_PATH_KEY)
+    return tune.Checkpoint(path, filesystem=result.filesystem) if isinstance(path, str) else None
 
 
 def missing_rows(rows: list[dict[str, Any]], checkpoint, final: dict[str, Any]) -> list[dict[str, Any]]:
